@@ -181,7 +181,8 @@ class Network:
         for layer, weights in enumerate(params, start=1):
             z = activations[-1] @ weights["W"].T
             if self.bias:
-                z = z + weights["b"]
+                # Explicit row broadcast: b is (n_ℓ,), z is (batch, n_ℓ); no rank promotion.
+                z = z + weights["b"][None, :]
             if perturbations is not None:
                 z = z + perturbations[layer - 1]
             pre_activations.append(z)
