@@ -1,0 +1,492 @@
+"""Build netcheck's notebooks from plain text and execute them, so they carry their outputs.
+
+Each notebook's source is one string below, in cells separated by marker lines:
+
+    # %% [markdown]          a markdown cell (plain markdown, LaTeX between $...$)
+    # %%                     a code cell
+    # %% tags=results        a code cell tagged "results": it prints, as JSON, the
+                             notebook's key numbers, which tests/test_notebooks.py reads
+
+Usage (from the repository root)::
+
+    python notebooks/_build.py              # rebuild and execute all notebooks
+    python notebooks/_build.py 02           # only notebooks whose name starts with 02
+    python notebooks/_build.py --no-execute # write them without outputs
+
+The notebooks import only netcheck's public API, numpy, matplotlib, jax and optax.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+HERE = Path(__file__).resolve().parent
+KERNEL_NAME = "python3"
+TIMEOUT_S = 300
+"""Per-cell limit; each notebook as a whole runs in well under a minute on a CPU."""
+
+_MARKER = re.compile(r"^# %%(?: \[(?P<kind>markdown)\])?(?: tags=(?P<tags>[\w,]+))?\s*$")
+
+
+def parse_cells(source: str) -> list[nbformat.NotebookNode]:
+    """Split ``source`` at its ``# %%`` marker lines into notebook cells.
+
+    Args:
+        source: text whose first non-blank line is a marker.
+
+    Returns:
+        The cells, in order, with surrounding blank lines stripped.
+
+    Raises:
+        ValueError: text before the first marker, or an empty cell.
+    """
+    cells: list[nbformat.NotebookNode] = []
+    kind: str | None = None
+    tags: list[str] = []
+    lines: list[str] = []
+
+    def flush() -> None:
+        if kind is None:
+            if "".join(lines).strip():
+                raise ValueError(f"text before the first '# %%' marker: {lines[:2]!r}")
+            return
+        text = "\n".join(lines).strip("\n")
+        if not text.strip():
+            raise ValueError(f"empty {kind} cell after cell {len(cells)}")
+        if kind == "markdown":
+            cells.append(nbformat.v4.new_markdown_cell(text))
+        else:
+            cell = nbformat.v4.new_code_cell(text)
+            if tags:
+                cell.metadata["tags"] = tags
+            cells.append(cell)
+
+    for line in source.splitlines():
+        match = _MARKER.match(line)
+        if match is None:
+            lines.append(line)
+            continue
+        flush()
+        kind = "markdown" if match["kind"] else "code"
+        tags = match["tags"].split(",") if match["tags"] else []
+        lines = []
+    flush()
+    return cells
+
+
+def build(source: str) -> nbformat.NotebookNode:
+    """A version-4 notebook with the cells of ``source`` and a python3 kernel."""
+    notebook = nbformat.v4.new_notebook(cells=parse_cells(source))
+    notebook.metadata["kernelspec"] = {
+        "name": KERNEL_NAME,
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+    }
+    notebook.metadata["language_info"] = {"name": "python"}
+    return notebook
+
+
+def execute(notebook: nbformat.NotebookNode, cwd: Path = HERE) -> nbformat.NotebookNode:
+    """Run every cell of ``notebook`` top to bottom in a fresh kernel, in place.
+
+    jupyter_client starts a kernel spec whose command is ``python`` with ``sys.executable``,
+    so the kernel runs in this very environment (the one where netcheck is installed).
+
+    Raises:
+        nbclient.exceptions.CellExecutionError: a cell raised.
+    """
+    client = NotebookClient(
+        notebook,
+        timeout=TIMEOUT_S,
+        kernel_name=KERNEL_NAME,
+        resources={"metadata": {"path": str(cwd)}},
+    )
+    client.execute()
+    return notebook
+
+
+def write(notebook: nbformat.NotebookNode, path: Path) -> None:
+    """Validate ``notebook`` and write it to ``path`` atomically."""
+    from netcheck._io import write_bytes_atomic
+
+    nbformat.validate(notebook)
+    write_bytes_atomic(path, (nbformat.writes(notebook) + "\n").encode())
+
+
+# ---------------------------------------------------------------------------------------
+# 01: backpropagation by hand, slide by slide
+# ---------------------------------------------------------------------------------------
+
+NB01 = r'''
+# %% [markdown]
+# 01 · Backpropagation by hand, slide by slide
+
+*Intro Neural Networks* (Matt Olson, 2017) answers "what is a deep neural network?" with
+**"a bunch of logistic regressions jammed together"**, and then derives backpropagation in
+seven slides. This notebook walks those slides (3 to 9) in code, with numbers you can check
+by hand:
+
+1. the perceptron as logistic regression;
+2. the notation $w^\ell_{j,k}$ and the vectorised forward pass $\hat y = g(W_3\,g(W_2\,g(W_1 x)))$;
+3. the learning problem and the chain rule;
+4. the literal $G(\ell)$ matrices and the $\delta$ recursion, next to netcheck's vectorised form;
+5. verification against `jax.grad`, layer by layer;
+6. the sign printed on the slide, $(y - \hat y)$, caught by the verifier, and why.
+
+We work in float64, so "agree" below means agreement to round-off (about $10^{-16}$).
+
+# %%
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+
+import netcheck as nc
+
+# float64 throughout: exact agreements then show as ~1e-16 instead of float32's ~1e-7.
+jax.config.update("jax_enable_x64", True)
+np.set_printoptions(precision=5, suppress=True)
+results = {}  # the key numbers, printed at the end and checked by the test suite
+
+# %% [markdown]
+## Slide 3 · The perceptron is logistic regression
+
+One node: $\hat y(x) = \sigma(w^\top x + b)$ with $\sigma(z) = 1/(1 + e^{-z})$. With the
+binary cross-entropy $\mathcal L(y, \hat y) = -y\log\hat y - (1-y)\log(1-\hat y)$ the
+gradient is the familiar
+$$\frac{\partial \mathcal L}{\partial w} = (\hat y - y)\,x, \qquad
+  \frac{\partial \mathcal L}{\partial b} = \hat y - y .$$
+In netcheck this model is a network with no hidden layer: `sizes=(2, 1)`, a sigmoid output
+and the binary cross-entropy loss.
+
+# %%
+perceptron = nc.Network(sizes=(2, 1), output_activation="sigmoid", loss="binary_cross_entropy")
+w = np.array([[1.5, -0.5]])  # (n_1, n_0) = (1, 2)
+b = np.array([0.25])
+lr_params = [{"W": jnp.asarray(w), "b": jnp.asarray(b)}]
+x_lr = np.array([[0.5, 1.0], [-1.0, 2.0], [2.0, 0.0]])  # three examples, one per row
+y_lr = np.array([[1.0], [0.0], [1.0]])
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+y_hat_by_hand = sigmoid(x_lr @ w.T + b)
+print("ŷ by netcheck:", np.asarray(perceptron.forward(lr_params, x_lr)).ravel())
+print("ŷ by hand:    ", y_hat_by_hand.ravel())
+
+# The batch loss is the mean over examples, so the gradient is the mean of (ŷ_i - y_i) x_i.
+grad = perceptron.manual_grad(lr_params, x_lr, y_lr)
+print("∂L/∂w by netcheck:", np.asarray(grad[0]["W"]).ravel(), " ∂L/∂b:", np.asarray(grad[0]["b"]))
+print("∂L/∂w by hand:    ", ((y_hat_by_hand - y_lr) * x_lr).mean(axis=0),
+      " ∂L/∂b:", (y_hat_by_hand - y_lr).mean(axis=0))
+results["perceptron_grad_error"] = float(
+    np.abs(np.asarray(grad[0]["W"]) - ((y_hat_by_hand - y_lr) * x_lr).mean(axis=0)).max()
+)
+
+# %% [markdown]
+The derivative of the sigmoid will appear in every $G(\ell)$ below. It needs only the forward
+output: $\sigma'(z) = \sigma(z)\,(1 - \sigma(z))$, which is how netcheck computes it.
+
+# %%
+z_grid = np.linspace(-6, 6, 200)
+fig, ax = plt.subplots(figsize=(5, 2.6), dpi=80)
+ax.plot(z_grid, sigmoid(z_grid), label=r"$\sigma(z)$")
+ax.plot(z_grid, sigmoid(z_grid) * (1 - sigmoid(z_grid)), label=r"$\sigma'(z) = \sigma(1-\sigma)$")
+ax.set_xlabel("z")
+ax.legend()
+ax.grid(alpha=0.3)
+plt.show()
+
+# %% [markdown]
+## Slide 4 · Larger networks and the notation $w^\ell_{j,k}$
+
+$w^\ell_{j,k}$ connects node $k$ in layer $\ell-1$ to node $j$ in layer $\ell$; the input is
+layer 0. All weights of layer $\ell$ form the matrix $W_\ell$ with $W_\ell[j, k] = w^\ell_{j,k}$,
+of shape $(n_\ell, n_{\ell-1})$. netcheck keeps this layout: `params[ℓ-1]["W"]` is $W_\ell$
+(Python counts from 0, the lecture from 1).
+
+The slides' network has two hidden layers and three weight matrices, no biases, a sigmoid
+$g$ everywhere, and the squared error $\mathcal L(y, \theta) = \tfrac12 (y - \theta)^2$.
+`bias=False` reproduces it exactly. The weights are written out so every number below can be
+checked by hand.
+
+# %%
+net = nc.Network(
+    sizes=(2, 3, 3, 1),
+    activation="sigmoid",
+    output_activation="sigmoid",
+    loss="squared_error",
+    bias=False,
+)
+W1 = np.array([[0.5, -1.0], [1.5, 0.25], [-0.75, 1.0]])
+W2 = np.array([[1.0, -0.5, 0.25], [0.5, 1.25, -1.0], [-1.5, 0.75, 0.5]])
+W3 = np.array([[1.25, -1.0, 0.75]])
+params = [{"W": jnp.asarray(W)} for W in (W1, W2, W3)]
+
+print("sizes (n_0, ..., n_L):", net.sizes, "  depth L =", net.depth)
+for layer, weights in enumerate(params, start=1):
+    print(f"W_{layer}: shape {weights['W'].shape}")
+# The slide's red edge w^2_{3,2}: layer ℓ = 2, node j = 3, from node k = 2 of layer 1.
+print("w^2_{3,2} = params[1]['W'][2, 1] =", params[2 - 1]["W"][3 - 1, 2 - 1])
+
+# %% [markdown]
+Nudge the red edge and only node 3 of layer 2 feels it directly: $z^2_3$ moves, $z^2_1$ and
+$z^2_2$ do not (their change, printed below, is exactly zero).
+
+# %%
+x = np.array([1.0, -2.0])  # one example, the slides' column vector x
+y = np.array([1.0])
+nudged = [dict(weights) for weights in params]
+nudged[1] = {"W": params[1]["W"].at[2, 1].add(0.1)}
+z_before = net.forward_cache(params, x[None, :]).pre_activations[1]
+z_after = net.forward_cache(nudged, x[None, :]).pre_activations[1]
+print("change of z^2 when w^2_{3,2} += 0.1:", np.asarray(z_after - z_before).ravel())
+
+# %% [markdown]
+## Slide 5 · The vectorised forward pass
+
+$$z^\ell = W_\ell\, a^{\ell-1}, \qquad a^\ell = g(z^\ell), \qquad a^0 = x,
+  \qquad \hat y(x) = a^3 = g(W_3\, g(W_2\, g(W_1 x))).$$
+(The slide prints $z^\ell = W_\ell a^\ell$; the input of layer $\ell$ is $a^{\ell-1}$.)
+The one-liner, in numpy, against netcheck's forward pass:
+
+# %%
+y_hat_one_line = sigmoid(W3 @ sigmoid(W2 @ sigmoid(W1 @ x)))
+y_hat_netcheck = net.forward(params, x[None, :])  # a batch of one example: shape (1, n_0)
+print("ŷ = g(W3 g(W2 g(W1 x))) in numpy:", y_hat_one_line)
+print("ŷ by net.forward:               ", np.asarray(y_hat_netcheck)[0])
+
+# %% [markdown]
+netcheck feeds a whole batch at once, one example per **row**: $Z^\ell = A^{\ell-1} W_\ell^\top$
+is the slide's $z^\ell = W_\ell a^{\ell-1}$ for every row at the same time.
+
+# %%
+rng = np.random.default_rng(0)
+X = rng.normal(size=(5, 2))  # a batch of n = 5 examples
+Y = rng.uniform(size=(5, 1))
+column_by_column = np.stack([sigmoid(W3 @ sigmoid(W2 @ sigmoid(W1 @ x_i))) for x_i in X])
+print("one example at a time:", column_by_column.ravel())
+print("the batch at once:    ", np.asarray(net.forward(params, X)).ravel())
+
+# %% [markdown]
+## Slide 6 · The learning problem
+
+Find $W_1, \dots, W_L$ that minimise the mean loss
+$$\frac1n \sum_{i=1}^n \mathcal L\bigl(y_i, \hat y(x_i)\bigr), \qquad
+  \hat y(x_i) = g(W_L\, g(W_{L-1} \cdots g(W_1 x_i))),$$
+by gradient descent, which needs $\nabla_W \mathcal L(y_i, \hat y(x_i))$.
+`net.mean_loss` is exactly this mean:
+
+# %%
+print("net.mean_loss:", float(net.mean_loss(params, X, Y)))
+print("by hand:      ", np.mean(0.5 * (Y - column_by_column) ** 2))
+
+# %% [markdown]
+## Slide 7 · The chain rule
+
+For $f = h_L \circ \cdots \circ h_1$: $Df = Dh_L \cdots Dh_1$ and
+$\nabla f = (Dh_1)^\top \cdots (Dh_L)^\top$. Our network is such a composition:
+$x \xrightarrow{W_1} z^1 \xrightarrow{g} a^1 \xrightarrow{W_2} z^2 \xrightarrow{g} a^2
+  \xrightarrow{W_3} z^3 \xrightarrow{g} \hat y \xrightarrow{\mathcal L} \mathcal L$.
+The Jacobian of $a \mapsto W a$ is $W$; that of $z \mapsto g(z)$ is the diagonal matrix
+$G(\ell) = \mathrm{diag}(g'(z^\ell_1), \dots, g'(z^\ell_{n_\ell}))$; that of
+$\hat y \mapsto \tfrac12(y - \hat y)^2$ is $(\hat y - y)^\top$. So
+$$\nabla_x \mathcal L = W_1^\top G(1)\, W_2^\top G(2)\, W_3^\top G(3)\, (\hat y - y).$$
+Below, that product of transposed Jacobians, against `jax.grad` with respect to the input:
+
+# %%
+def forward_by_hand(x):
+    """z^ℓ and a^ℓ of the slides' network for one example, in numpy."""
+    a, z = [x], []
+    for W in (W1, W2, W3):
+        z.append(W @ a[-1])
+        a.append(sigmoid(z[-1]))
+    return z, a
+
+z, a = forward_by_hand(x)
+G = [np.diag(a_l * (1 - a_l)) for a_l in a[1:]]  # G(ℓ) = diag(g'(z^ℓ)), with g' = a(1 - a)
+grad_x_chain_rule = W1.T @ G[0] @ W2.T @ G[1] @ W3.T @ G[2] @ (a[3] - y)
+grad_x_jax = jax.grad(lambda x_: net.mean_loss(params, x_[None, :], y[None, :]))(jnp.asarray(x))
+print("∇_x L by the chain rule:", grad_x_chain_rule)
+print("∇_x L by jax.grad:      ", np.asarray(grad_x_jax))
+
+# %% [markdown]
+## Slide 8 · Gradient calculations: $G(\ell)$ and the trick
+
+Feed $x$ through the network, form $G(\ell) = \mathrm{diag}(g'(z^\ell))$ for
+$\ell = 1, 2, 3$, and use the trick
+$$\frac{\partial \mathcal L}{\partial w^\ell_{j,k}}
+  = \frac{\partial \mathcal L}{\partial z^\ell_j}\,\frac{\partial z^\ell_j}{\partial w^\ell_{j,k}}
+  = \delta^\ell_j\, a^{\ell-1}_k,
+  \qquad \delta^\ell := \frac{\partial \mathcal L}{\partial z^\ell}.$$
+Here are the three $G(\ell)$ of our example, as the literal matrices of the slide:
+
+# %%
+for layer, G_l in enumerate(G, start=1):
+    print(f"G({layer}) =\n{G_l}\n")
+
+# %% [markdown]
+The slide then reads off
+$$\delta^3 = G(3)(\hat y - y), \qquad \delta^2 = G(2)\,W_3^\top G(3)(\hat y - y), \qquad
+  \delta^1 = G(1)\,W_2^\top G(2)\,W_3^\top G(3)(\hat y - y).$$
+
+**About the sign.** The slide prints $(y - \hat y)$. For
+$\mathcal L = \tfrac12 (y - \hat y)^2$ the derivative is
+$\partial\mathcal L / \partial \hat y = -(y - \hat y) = \hat y - y$, so the slide's vector
+is the *negative* gradient, the direction gradient descent steps in. netcheck computes the
+gradient itself, $\delta^\ell = \partial\mathcal L/\partial z^\ell$, so it uses
+$(\hat y - y)$. We come back to this at the end.
+
+Next: the literal products of the slide in numpy, beside netcheck's vectorised recursion
+`net.manual_deltas`, which never builds $G(\ell)$; it multiplies rows elementwise,
+$\Delta^\ell = g'(Z^\ell) \odot (\Delta^{\ell+1} W_{\ell+1})$.
+
+# %%
+delta3 = G[2] @ (a[3] - y)
+delta2 = G[1] @ W3.T @ G[2] @ (a[3] - y)
+delta1 = G[0] @ W2.T @ G[1] @ W3.T @ G[2] @ (a[3] - y)
+literal_deltas = [delta1, delta2, delta3]
+vectorised_deltas = net.manual_deltas(params, x[None, :], y[None, :])
+for layer in (3, 2, 1):
+    print(f"δ^{layer}  literal: {literal_deltas[layer - 1]}")
+    print(f"     net.manual_deltas: {np.asarray(vectorised_deltas[layer - 1])[0]}")
+
+# %% [markdown]
+## Slide 9 · Backpropagation
+
+For a network with layers $1..L$:
+1. feed $x$ through the network, computing $a^1, \dots, a^L$ and $\hat y(x)$;
+2. $G(\ell) = \mathrm{diag}(g'(z^\ell_1), \dots, g'(z^\ell_{n_\ell}))$ for $\ell = 1, \dots, L$;
+3. $\delta^L = G(L)(\hat y - y)$ (the slide: $(y - \hat y)$, see above);
+4. $\delta^\ell = G(\ell)\, W_{\ell+1}^\top \delta^{\ell+1}$ for $\ell = L-1, \dots, 1$;
+5. $\partial \mathcal L/\partial w^\ell_{j,k} = a^{\ell-1}_k\, \delta^\ell_j$, i.e. the outer
+   product $\partial \mathcal L/\partial W_\ell = \delta^\ell\, (a^{\ell-1})^\top$.
+
+Step 4 is the recursion that makes it fast: each $\delta^\ell$ reuses $\delta^{\ell+1}$
+instead of recomputing the whole product. Steps 1-5 in numpy, for one example:
+
+# %%
+def backprop_by_hand(x, y):
+    """The slide's steps (1)-(5) for one example; returns [∂L/∂W_1, ∂L/∂W_2, ∂L/∂W_3]."""
+    _, a = forward_by_hand(x)                                      # (1)
+    G = [np.diag(a_l * (1 - a_l)) for a_l in a[1:]]                # (2)
+    deltas = [G[-1] @ (a[-1] - y)]                                 # (3)
+    for W_next, G_l in zip((W3, W2), (G[1], G[0]), strict=True):   # (4) ℓ = 2, 1
+        deltas.insert(0, G_l @ W_next.T @ deltas[0])
+    return [np.outer(d, a_prev) for d, a_prev in zip(deltas, a[:-1], strict=True)]  # (5)
+
+by_hand = backprop_by_hand(x, y)
+by_netcheck = net.manual_grad(params, x[None, :], y[None, :])
+for layer in (1, 2, 3):
+    print(f"∂L/∂W_{layer} by hand:\n{by_hand[layer - 1]}")
+    print(f"net.manual_grad:\n{np.asarray(by_netcheck[layer - 1]['W'])}\n")
+
+# %% [markdown]
+### Three implementations and the reference, on a batch
+
+For a batch of $n$ examples the gradient of the mean loss is the mean of the per-example
+gradients. netcheck has three ways to compute it, plus the reference:
+
+- `nc.literal_grad`: the slides as printed, one example at a time with $G(\ell)$ as
+  matrices, then the mean;
+- `net.manual_grad`: the same recursion, batched and jit-compiled,
+  $\partial\mathcal L/\partial W_\ell = (\Delta^\ell)^\top A^{\ell-1}/n$;
+- `backprop_by_hand`: the numpy function above, averaged over the batch;
+- `net.autodiff_grad`: `jax.grad` of the very same `net.mean_loss`, the reference.
+
+# %%
+def max_error(grads, reference):
+    return max(
+        float(np.abs(np.asarray(g["W"]) - np.asarray(r["W"])).max())
+        for g, r in zip(grads, reference, strict=True)
+    )
+
+reference = net.autodiff_grad(params, X, Y)
+per_example = [backprop_by_hand(x_i, y_i) for x_i, y_i in zip(X, Y, strict=True)]
+numpy_mean = [
+    {"W": np.mean([grads[layer] for grads in per_example], axis=0)} for layer in range(net.depth)
+]
+batch_grad = net.manual_grad(params, X, Y)
+errors = {
+    "net.manual_grad": max_error(batch_grad, reference),
+    "nc.literal_grad": max_error(
+        nc.literal_grad(net, params, jnp.asarray(X), jnp.asarray(Y)), reference
+    ),
+    "backprop_by_hand": max_error(numpy_mean, reference),
+}
+for name, error in errors.items():
+    print(f"max |{name} - jax.grad| = {error:.1e}")
+results["manual_vs_autodiff_max_error"] = errors["net.manual_grad"]
+results["literal_vs_autodiff_max_error"] = errors["nc.literal_grad"]
+
+# %% [markdown]
+A fourth, fully independent witness: central finite differences,
+$\partial \mathcal L/\partial w \approx (\mathcal L(w + h) - \mathcal L(w - h)) / 2h$,
+on the red edge $w^2_{3,2}$.
+
+# %%
+def loss_at(w232):
+    W2_moved = W2.copy()
+    W2_moved[2, 1] = w232
+    y_hat = sigmoid(W3 @ sigmoid(W2_moved @ sigmoid(W1 @ X.T)))
+    return np.mean(0.5 * (Y.T - y_hat) ** 2)
+
+h = 1e-6
+finite_difference = (loss_at(W2[2, 1] + h) - loss_at(W2[2, 1] - h)) / (2 * h)
+print("∂L/∂w^2_{3,2} by finite differences:", finite_difference)
+print("∂L/∂w^2_{3,2} by net.manual_grad:   ", float(batch_grad[1]["W"][2, 1]))
+
+# %% [markdown]
+## Summary
+
+The key numbers of this notebook, with the example they come from. The test suite
+(`tests/test_notebooks.py`) runs the notebook again and checks them against its own
+finite differences.
+
+# %% tags=results
+import json
+
+results.update(
+    sizes=net.sizes,
+    weights=[W.tolist() for W in (W1, W2, W3)],
+    X=X.tolist(),
+    Y=Y.tolist(),
+    manual_grad=[np.asarray(g["W"]).tolist() for g in batch_grad],
+)
+print(json.dumps(results))
+'''
+
+NOTEBOOKS = {"01_backprop_by_hand": NB01}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rebuild (and by default execute) the notebooks named on the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="prefixes of notebook names (default: all)")
+    parser.add_argument("--no-execute", action="store_true", help="write without outputs")
+    args = parser.parse_args(argv)
+    chosen = [
+        name
+        for name in NOTEBOOKS
+        if not args.names or any(name.startswith(prefix) for prefix in args.names)
+    ]
+    if not chosen:
+        parser.error(f"no notebook matches {args.names}; known: {', '.join(NOTEBOOKS)}")
+    for name in chosen:
+        notebook = build(NOTEBOOKS[name])
+        if not args.no_execute:
+            execute(notebook)
+        path = HERE / f"{name}.ipynb"
+        write(notebook, path)
+        print(f"wrote {path.relative_to(HERE.parent)} ({path.stat().st_size // 1024} KB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Tests of notebooks/: each notebook runs top to bottom and its key numbers hold.
+
+Each test executes a fresh copy of a committed notebook (outputs cleared) in a new Jupyter
+kernel driven by nbclient, reads the JSON that the notebook's cell tagged ``results``
+prints, and checks those numbers against a computation of its own: finite differences in
+float64 numpy, or a rule the number must satisfy. The committed notebooks must also be
+exactly what ``notebooks/_build.py`` builds, carry their outputs, and stay small.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import numpy as np
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+KERNEL_NAME = "netcheck-tests"
+MAX_NOTEBOOK_BYTES = 300_000
+
+
+def _load_builder() -> Any:
+    spec = importlib.util.spec_from_file_location("notebooks_build", NOTEBOOKS / "_build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BUILDER = _load_builder()
+
+
+@pytest.fixture(scope="session")
+def kernel_path(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A kernel spec that runs *this* interpreter, so the notebooks test this checkout.
+
+    A "python3" kernel spec elsewhere on the machine could point at another Python; a
+    spec of our own, first on ``JUPYTER_PATH``, cannot.
+    """
+    root = tmp_path_factory.mktemp("jupyter")
+    spec_dir = root / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "netcheck tests",
+        "language": "python",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    previous = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(root), previous]))
+    yield root
+    if previous is None:
+        del os.environ["JUPYTER_PATH"]
+    else:
+        os.environ["JUPYTER_PATH"] = previous
+
+
+def execute_fresh(name: str, workdir: Path) -> nbformat.NotebookNode:
+    """Execute a copy of ``notebooks/<name>.ipynb`` with its outputs cleared, in ``workdir``."""
+    notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    client = NotebookClient(
+        notebook,
+        timeout=BUILDER.TIMEOUT_S,
+        kernel_name=KERNEL_NAME,
+        resources={"metadata": {"path": str(workdir)}},
+    )
+    client.execute()
+    return notebook
+
+
+def results_of(notebook: nbformat.NotebookNode) -> dict[str, Any]:
+    """The JSON printed by the notebook's one code cell tagged ``results``."""
+    tagged = [
+        cell
+        for cell in notebook.cells
+        if cell.cell_type == "code" and "results" in cell.metadata.get("tags", [])
+    ]
+    assert len(tagged) == 1, f"expected one cell tagged 'results', found {len(tagged)}"
+    text = "".join(
+        output.get("text", "") for output in tagged[0].outputs if output.output_type == "stream"
+    )
+    return json.loads(text)
+
+
+def _names() -> list[str]:
+    return list(BUILDER.NOTEBOOKS)
+
+
+# ----- the committed files -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", _names())
+def test_committed_notebook_is_what_the_builder_builds(name: str) -> None:
+    committed = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    built = BUILDER.build(BUILDER.NOTEBOOKS[name])
+    assert [(c.cell_type, c.source) for c in committed.cells] == [
+        (c.cell_type, c.source) for c in built.cells
+    ], f"notebooks/{name}.ipynb is stale: rerun `python notebooks/_build.py {name[:2]}`"
+
+
+@pytest.mark.parametrize("name", _names())
+def test_committed_notebook_carries_outputs_without_errors(name: str) -> None:
+    path = NOTEBOOKS / f"{name}.ipynb"
+    assert path.stat().st_size < MAX_NOTEBOOK_BYTES
+    notebook = nbformat.read(path, as_version=4)
+    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert all(cell.execution_count is not None for cell in code_cells), "not executed"
+    errors = [o for c in code_cells for o in c.outputs if o.output_type == "error"]
+    assert not errors, errors
+    assert results_of(notebook), "the results cell printed nothing"
+
+
+def test_builder_refuses_text_before_the_first_marker() -> None:
+    with pytest.raises(ValueError, match="before the first"):
+        BUILDER.parse_cells("print(1)\n# %%\nx = 1\n")
+    with pytest.raises(ValueError, match="empty code cell"):
+        BUILDER.parse_cells("# %%\n\n# %% [markdown]\ntext\n")
+
+
+def test_builder_splits_cells_and_tags() -> None:
+    cells = BUILDER.parse_cells("# %% [markdown]\n# Title\n\n# %% tags=results\nx = 1\n")
+    assert [(c.cell_type, c.source) for c in cells] == [("markdown", "# Title"), ("code", "x = 1")]
+    assert cells[1].metadata["tags"] == ["results"]
+
+
+# ----- executing the notebooks -------------------------------------------------------------
+
+
+def _mean_squared_error_loss(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> float:
+    """The slides' network, sigmoid everywhere, no bias: mean of ½(y - ŷ)² over rows."""
+    a = x
+    for w in weights:
+        a = 1 / (1 + np.exp(-(a @ w.T)))
+    return float(np.mean(0.5 * np.sum((y - a) ** 2, axis=1)))
+
+
+def _finite_difference_grad(loss, weights: list[np.ndarray], step: float = 1e-6):
+    """Central differences of ``loss(weights)`` with respect to every weight, in float64."""
+    grads = []
+    for index, w in enumerate(weights):
+        grad = np.zeros_like(w)
+        for position in np.ndindex(w.shape):
+            moved = [v.copy() for v in weights]
+            moved[index][position] += step
+            up = loss(moved)
+            moved[index][position] -= 2 * step
+            grad[position] = (up - loss(moved)) / (2 * step)
+        grads.append(grad)
+    return grads
+
+
+def test_notebook_01_backprop_by_hand(kernel_path: Path, tmp_path: Path) -> None:
+    results = results_of(execute_fresh("01_backprop_by_hand", tmp_path))
+    weights = [np.asarray(w, dtype=np.float64) for w in results["weights"]]
+    x, y = np.asarray(results["X"]), np.asarray(results["Y"])
+    assert tuple(results["sizes"]) == (2, 3, 3, 1)
+    assert [w.shape for w in weights] == [(3, 2), (3, 3), (1, 3)]
+
+    # The notebook's manual gradient against finite differences computed here: the FD
+    # error is O(step²) + O(eps/step) ≈ 1e-10 for these O(1) weights.
+    expected = _finite_difference_grad(lambda ws: _mean_squared_error_loss(ws, x, y), weights)
+    for layer, (got, want) in enumerate(zip(results["manual_grad"], expected, strict=True), 1):
+        np.testing.assert_allclose(np.asarray(got), want, atol=1e-9, err_msg=f"W_{layer}")
+    # Round-off agreement in float64: gradients are O(1e-2), eps is 2.2e-16.
+    assert results["manual_vs_autodiff_max_error"] < 1e-15
+    assert results["literal_vs_autodiff_max_error"] < 1e-15
+    assert results["perceptron_grad_error"] < 1e-15
