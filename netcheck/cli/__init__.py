@@ -2,7 +2,8 @@
 
 Each subcommand lives in its own module exposing ``add_parser(subparsers)``, which registers
 the subcommand with ``handler=run``, and ``run(args) -> int``. Exit codes: 0 all good,
-1 a check failed, 2 bad usage or input (one line on stderr, no traceback; set
+1 a check failed, 2 bad usage or input, a missing optional dependency included (one line on
+stderr, no traceback; set
 ``NETCHECK_DEBUG=1`` to see the traceback).
 """
 
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)  # argparse itself exits 2 on bad usage
     try:
         return args.handler(args)
-    except (UsageError, ValueError, TypeError, OSError) as error:
+    except (UsageError, ValueError, TypeError, OSError, ImportError) as error:
         if os.environ.get("NETCHECK_DEBUG"):
             raise
         print(f"netcheck {args.command}: error: {error}", file=sys.stderr)
