@@ -176,3 +176,52 @@ def test_notebook_01_backprop_by_hand(kernel_path: Path, tmp_path: Path) -> None
     assert results["manual_vs_autodiff_max_error"] < 1e-15
     assert results["literal_vs_autodiff_max_error"] < 1e-15
     assert results["perceptron_grad_error"] < 1e-15
+
+
+def _numpy_accuracy(params: list[dict[str, list]], x: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy of a tanh network with a sigmoid output, thresholded at 0.5, in numpy."""
+    a = x.astype(np.float64)
+    for layer, weights in enumerate(params, start=1):
+        z = a @ np.asarray(weights["W"]).T + np.asarray(weights["b"])
+        a = 1 / (1 + np.exp(-z)) if layer == len(params) else np.tanh(z)
+    return float(np.mean((a[:, 0] >= 0.5) == (y[:, 0] >= 0.5)))
+
+
+def test_notebook_02_training(kernel_path: Path, tmp_path: Path) -> None:
+    from netcheck import datasets
+
+    results = results_of(execute_fresh("02_training", tmp_path))
+
+    # Held-out accuracies, recomputed here in numpy from the trained parameters the
+    # notebook printed, on the same held-out split rebuilt from the same seeds.
+    moons = results["moons"]
+    _, moons_test = datasets.standardize(
+        *datasets.train_test_split(
+            datasets.load("moons", **moons["options"]), test_fraction=0.25, seed=0
+        )
+    )
+    cancer = results["breast_cancer"]
+    _, cancer_test = datasets.standardize(
+        *datasets.train_test_split(datasets.load("breast_cancer"), **cancer["options"])
+    )
+    for record, test_set, floor in ((moons, moons_test, 0.95), (cancer, cancer_test, 0.93)):
+        recomputed = _numpy_accuracy(record["params"], test_set.x, test_set.y)
+        # float32 vs float64 may flip a point lying on the boundary, no more.
+        assert abs(recomputed - record["test_accuracy"]) <= 1 / test_set.n_samples
+        assert recomputed >= floor
+
+    # Manual and autodiff training from the same start and shuffles: the same trajectory
+    # up to float32 round-off accumulated over 30 epochs (measured: ~2e-6).
+    manual = np.asarray(results["manual_train_loss"])
+    autodiff = np.asarray(results["autodiff_train_loss"])
+    assert manual.shape == autodiff.shape == (30,)
+    np.testing.assert_allclose(manual, autodiff, rtol=1e-4)
+    assert manual[-1] < 0.25 * results["initial_loss"]
+
+    # The speed comparison trained both loops for real: both losses fell, to similar values
+    # (different shuffles, so not equal).
+    speed, final = results["speed_examples_per_s"], results["speed_final_loss"]
+    assert set(speed) == set(final) == {"netcheck trainer", "typical JAX loop"}
+    assert all(np.isfinite(rate) and rate > 0 for rate in speed.values())
+    assert all(loss < 0.75 * results["initial_loss"] for loss in final.values())
+    assert final["netcheck trainer"] == pytest.approx(final["typical JAX loop"], rel=0.2)
