@@ -1,16 +1,145 @@
-"""`netcheck bench`: placeholder until its issue lands (replace this whole module)."""
+"""``netcheck bench``: manual backprop beside jax.grad and the roofline, over a grid of shapes.
+
+Prints one line per shape (median step times, ratios, compiled memory) and the performance
+goals; ``--json PATH`` saves the whole record (every timing round, the device, platform,
+JAX version and matmul precision). Exit 0 when done, 1 with ``--strict`` when a goal is
+missed, 2 on bad usage.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
 
-from netcheck.cli import UsageError
+from netcheck import bench
+from netcheck._io import write_json_atomic
+from netcheck.cli import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("bench", help="(not built yet)")
+    """Register ``netcheck bench``."""
+    parser = subparsers.add_parser(
+        "bench",
+        help="time manual backprop vs jax.grad vs the matmuls alone",
+        description="Time the manual gradient, jax.grad and the roofline (the step's matrix "
+        "products alone), interleaved per shape, with compiled temporary memory.",
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="a few small shapes (seconds)")
+    size.add_argument(
+        "--large", action="store_true", help="widths up to 8192, float32 and bfloat16 (GPUs)"
+    )
+    parser.add_argument("--widths", type=_int_list, help="override the grid's widths, e.g. 64,256")
+    parser.add_argument("--depths", type=_int_list, help="override the depths, e.g. 2,5")
+    parser.add_argument("--batches", type=_int_list, help="override the batch sizes, e.g. 1,1024")
+    parser.add_argument(
+        "--dtypes", type=_str_list, help=f"override the dtypes ({', '.join(bench.DTYPES)})"
+    )
+    parser.add_argument(
+        "--methods", type=_str_list, help=f"methods to run ({', '.join(bench.METHODS)})"
+    )
+    parser.add_argument("--rounds", type=int, help="least number of interleaved rounds per shape")
+    parser.add_argument(
+        "--matmul-precision",
+        choices=("default", "high", "highest"),
+        help="jax.default_matmul_precision for the run (recorded either way)",
+    )
+    parser.add_argument("--json", metavar="PATH", help="write the full record as JSON")
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 when a performance goal is missed"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
 
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def _str_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def grid_from_args(args: argparse.Namespace) -> bench.Grid:
+    """The grid named by ``--quick``/``--large`` (else ``default``) with any overrides."""
+    base = bench.GRIDS["quick" if args.quick else "large" if args.large else "default"]
+    overrides: dict[str, Any] = {
+        field: getattr(args, field)
+        for field in ("widths", "depths", "batches", "dtypes", "methods", "rounds")
+        if getattr(args, field) is not None
+    }
+    if not overrides:
+        return base
+    return dataclasses.replace(base, name=f"{base.name}+custom", **overrides)
+
+
 def run(args: argparse.Namespace) -> int:
-    raise UsageError("'netcheck bench' is not built yet")
+    """Run the benchmark; print a table and the goals; save ``--json``."""
+    grid = grid_from_args(args)
+    if args.json:
+        _check_writable(args.json)
+    record = bench.run_bench(
+        grid, progress=not args.no_progress, matmul_precision=args.matmul_precision
+    )
+    print(format_table(record))
+    if args.json:
+        write_json_atomic(args.json, record)
+        print(f"wrote {args.json}")
+    missed = [goal for goal in record["goals"] if goal["passed"] is False]
+    return EXIT_CHECK_FAILED if args.strict and missed else EXIT_OK
+
+
+def _check_writable(path: str) -> None:
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise UsageError(f"--json: folder {str(folder)!r} does not exist")
+
+
+def format_table(record: dict[str, Any]) -> str:
+    """The record as plain text: environment, one line per shape, the goals."""
+    env = record["environment"]
+    lines = [
+        f"device {env['device']} ({env['platform']}), jax {env['jax_version']}, "
+        f"matmul precision {env['matmul_precision']}, grid {record['grid']['name']}",
+        f"{'shape':<26}{'manual ms':>11}{'jax.grad ms':>13}{'roofline ms':>13}"
+        f"{'man/grad':>10}{'man/roof':>10}{'GFLOP/s':>10}{'temp KiB m/g':>16}",
+    ]
+    for row in record["results"]:
+        m = row["methods"]
+        manual, auto, roof = m.get("manual"), m.get("autodiff"), m["roofline"]
+        temp = "–"
+        if manual and auto and manual["temp_bytes"] is not None and auto["temp_bytes"] is not None:
+            temp = f"{manual['temp_bytes'] / 1024:g}/{auto['temp_bytes'] / 1024:g}"
+        lines.append(
+            f"{_label(row):<26}{_ms(manual):>11}{_ms(auto):>13}{_ms(roof):>13}"
+            f"{_num(row.get('manual_over_autodiff')):>10}"
+            f"{_num(manual and manual['time_over_roofline']):>10}"
+            f"{_num(manual and manual['flops_per_s'] / 1e9):>10}{temp:>16}"
+        )
+    lines.append("goals:")
+    for goal in record["goals"]:
+        verdict = {True: "pass", False: "FAIL", None: "n/a"}[goal["passed"]]
+        lines.append(
+            f"  [{verdict}] {goal['name']}: {_num(goal['measured'])} "
+            f"(target {goal['target']}; {goal['detail']})"
+        )
+    return "\n".join(lines)
+
+
+def _label(row: dict[str, Any]) -> str:
+    return f"w{row['width']} L{row['depth']} n{row['batch']} {row['dtype']}"
+
+
+def _ms(stats: dict[str, Any] | None) -> str:
+    return "–" if not stats else f"{stats['median_s'] * 1e3:.4g}"
+
+
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4g}"

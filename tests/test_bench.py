@@ -1,0 +1,237 @@
+"""Tests of netcheck.bench: FLOP counts, the roofline's products, the slow reference
+methods, the timing statistics, the goals, and the records' environment fields."""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from netcheck import bench
+
+TINY = bench.Grid(
+    "test",
+    widths=(8,),
+    depths=(2,),
+    batches=(3,),
+    rounds=3,
+    min_measure_s=0.0,
+    budget_s=0.0,
+)
+
+
+def _hand_flops(sizes, batch):
+    # Forward Z = A Wᵀ and weight gradient Δᵀ A for every layer, plus Δ W for layers >= 2;
+    # each (n x k) @ (k x m) product is n*k*m multiply-adds = 2 n k m FLOPs.
+    total = 0
+    for layer in range(1, len(sizes)):
+        n_in, n_out = sizes[layer - 1], sizes[layer]
+        total += 2 * batch * n_in * n_out  # forward
+        total += 2 * n_out * batch * n_in  # ∂W_ℓ = Δᵀ A
+        if layer >= 2:
+            total += 2 * batch * n_out * n_in  # Δ^{ℓ-1} = Δ^ℓ W_ℓ
+    return total
+
+
+def test_matmul_flops_equals_a_hand_count():
+    # (3, 5, 2), batch 4: layer 1: 2*4*3*5 * 2 = 240; layer 2: 2*4*5*2 * 3 = 240.
+    assert bench.matmul_flops((3, 5, 2), 4) == 480
+    assert bench.matmul_flops((7, 4, 6, 3), 5) == _hand_flops((7, 4, 6, 3), 5)
+    assert bench.Shape(16, 3, 2).flops == _hand_flops((16,) * 4, 2)
+
+
+@pytest.mark.parametrize("sizes", [(3, 5, 2), (4, 4, 4, 4), (6, 1)], ids=str)
+def test_roofline_runs_exactly_the_counted_products(sizes):
+    # XLA's own cost analysis of the compiled roofline is the independent count.
+    key = jax.random.PRNGKey(0)
+    weights = [
+        jax.random.normal(jax.random.fold_in(key, i), (n_out, n_in))
+        for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes))
+    ]
+    x = jnp.ones((4, sizes[0]))
+    cost = bench._roofline_jit.lower(weights, x).compile().cost_analysis()
+    assert cost["flops"] == bench.matmul_flops(sizes, 4)
+
+
+def test_roofline_products_match_numpy():
+    rng = np.random.default_rng(0)
+    weights = [rng.normal(size=(5, 3)), rng.normal(size=(2, 5))]
+    x = rng.normal(size=(4, 3))
+    a1 = x @ weights[0].T
+    a2 = a1 @ weights[1].T
+    expected = [(a2 @ weights[1]).T @ x, a2.T @ a1]
+    got = bench.roofline_products(
+        [jnp.asarray(w, jnp.float32) for w in weights], jnp.asarray(x, jnp.float32)
+    )
+    for g, e in zip(got, expected, strict=True):
+        np.testing.assert_allclose(np.asarray(g), e, rtol=1e-5, atol=1e-5)
+
+
+def test_numpy_loop_matches_float64_autodiff(x64):
+    shape = bench.Shape(width=5, depth=3, batch=4, dtype="float64")
+    net = shape.network()
+    params = net.init(jax.random.PRNGKey(1), dtype=jnp.float64)
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(4, 5)), rng.normal(size=(4, 5))
+    grad_w, grad_b = bench.numpy_loop_grad(
+        [np.asarray(p["W"]) for p in params], [np.asarray(p["b"]) for p in params], x, y
+    )
+    truth = jax.grad(net.mean_loss_unchecked)(params, jnp.asarray(x), jnp.asarray(y))
+    for layer, reference in enumerate(truth):
+        np.testing.assert_allclose(grad_w[layer], reference["W"], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(grad_b[layer], reference["b"], rtol=1e-12, atol=1e-14)
+
+
+def test_finite_differences_approximate_float64_autodiff(x64):
+    net = bench.Shape(width=3, depth=2, batch=2, dtype="float64").network()
+    params = net.init(jax.random.PRNGKey(2), dtype=jnp.float64)
+    x = jax.random.normal(jax.random.PRNGKey(3), (2, 3), jnp.float64)
+    y = jax.random.normal(jax.random.PRNGKey(4), (2, 3), jnp.float64)
+    approx = bench.finite_difference_grad(net, params, x, y, step=1e-5)
+    truth = jax.grad(net.mean_loss_unchecked)(params, x, y)
+    # Central differences: truncation error O(h²) ~ 1e-10 here, round-off ~ eps/h ~ 1e-11.
+    for a, t in zip(jax.tree.leaves(approx), jax.tree.leaves(truth), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(t), rtol=1e-7, atol=1e-8)
+
+
+def test_summarize_matches_numpy_percentiles():
+    times = [0.5, 0.1, 0.4, 0.2, 0.9, 0.3]
+    summary = bench.summarize(times)
+    assert summary["median_s"] == pytest.approx(np.median(times))
+    assert summary["q25_s"] == pytest.approx(np.percentile(times, 25))
+    assert summary["q75_s"] == pytest.approx(np.percentile(times, 75))
+    assert (summary["min_s"], summary["max_s"]) == (0.1, 0.9)
+
+
+def test_time_interleaved_alternates_and_counts_rounds():
+    order = []
+    calls = {name: (lambda name=name: order.append(name)) for name in ("a", "b", "c")}
+    result = bench.time_interleaved(calls, rounds=3, min_measure_s=0.0)
+    assert all(len(result[name]["times_s"]) == 3 for name in calls)
+    timed = order[6:]  # the first six calls are the warm-up, two per method
+    assert timed == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+
+
+def test_time_interleaved_budget_adds_rounds_up_to_the_cap():
+    result = bench.time_interleaved(
+        {"a": lambda: None}, rounds=2, min_measure_s=0.0, budget_s=10.0, max_rounds=6
+    )
+    assert len(result["a"]["times_s"]) == 6
+
+
+def test_applicable_methods_keep_slow_methods_to_small_shapes():
+    assert bench.applicable_methods(bench.Shape(64, 2, 1), bench.METHODS) == list(bench.METHODS)
+    large = bench.applicable_methods(bench.Shape(1024, 2, 32), bench.METHODS)
+    assert large == ["manual", "autodiff", "roofline"]
+    assert "numpy_loop" not in bench.applicable_methods(
+        bench.Shape(8, 2, 1, "bfloat16"), bench.METHODS
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_record():
+    return bench.run_bench(TINY, matmul_precision="highest")
+
+
+def test_bench_record_holds_environment_and_consistent_numbers(tiny_record):
+    assert tiny_record["schema"] == bench.SCHEMA
+    env = tiny_record["environment"]
+    assert env["jax_version"] == jax.__version__
+    assert env["platform"] == jax.devices()[0].platform
+    assert env["matmul_precision"] == "highest"
+    (row,) = tiny_record["results"]
+    for field in ("device", "platform", "jax_version", "matmul_precision"):
+        assert row[field] == env[field]
+    assert row["flops"] == _hand_flops((8, 8, 8), 3)
+    assert set(row["methods"]) == set(bench.METHODS)
+    roofline = row["methods"]["roofline"]["median_s"]
+    for stats in row["methods"].values():
+        assert len(stats["times_s"]) >= 3
+        assert stats["min_s"] <= stats["q25_s"] <= stats["median_s"] <= stats["q75_s"]
+        assert stats["q75_s"] <= stats["max_s"]
+        assert stats["median_s"] == pytest.approx(statistics.median(stats["times_s"]))
+        assert stats["flops_per_s"] == pytest.approx(row["flops"] / stats["median_s"])
+        assert stats["time_over_roofline"] == pytest.approx(stats["median_s"] / roofline)
+    manual, auto = row["methods"]["manual"], row["methods"]["autodiff"]
+    assert row["manual_over_autodiff"] == pytest.approx(manual["median_s"] / auto["median_s"])
+    assert manual["compile_s"] > 0
+    if manual["temp_bytes"] is not None:
+        expected = manual["temp_bytes"] - auto["temp_bytes"]
+        assert row["manual_temp_bytes_minus_autodiff"] == expected
+
+
+def test_compiled_temp_bytes_come_from_memory_analysis(tiny_record):
+    (row,) = tiny_record["results"]
+    net = bench.Shape(8, 2, 3).network()
+    params = net.init(jax.random.PRNGKey(0))
+    x = jnp.ones((3, 8))
+    from netcheck.backprop import manual_grad_jit
+
+    analysis = manual_grad_jit.lower(net, params, x, x).compile().memory_analysis()
+    if analysis is None:
+        pytest.skip("no memory analysis on this backend")
+    assert row["methods"]["manual"]["temp_bytes"] == analysis.temp_size_in_bytes
+
+
+def _row(ratio, temp_diff, flops, over_roofline):
+    methods = {"manual": {"time_over_roofline": over_roofline}}
+    return {
+        "width": flops,
+        "depth": 2,
+        "batch": 1,
+        "dtype": "float32",
+        "flops": flops,
+        "methods": methods,
+        "manual_over_autodiff": ratio,
+        "manual_temp_bytes_minus_autodiff": temp_diff,
+    }
+
+
+def test_performance_goals_on_a_hand_made_record():
+    rows = [_row(0.9, 0, 10, 2.0), _row(1.04, -8, 30, 1.1), _row(0.98, 0, 20, 3.0)]
+    goals = {g["name"]: g for g in bench.performance_goals({"results": rows})}
+    median = goals["manual / jax.grad step time, median over shapes"]
+    assert median["measured"] == pytest.approx(0.98) and median["passed"] is True
+    worst = goals["manual / jax.grad step time, worst shape"]
+    assert worst["measured"] == pytest.approx(1.04) and worst["passed"] is True
+    roof = goals["manual step time / roofline, largest shape"]
+    assert roof["measured"] == pytest.approx(1.1) and roof["passed"] is True
+    memory = goals["manual - jax.grad compiled temporary bytes, worst shape"]
+    assert memory["measured"] == 0 and memory["passed"] is True
+
+    rows = [_row(1.2, 16, 10, 1.0), _row(1.0, 0, 30, 1.3)]
+    goals = {g["name"]: g for g in bench.performance_goals({"results": rows})}
+    assert [g["passed"] for g in goals.values()] == [False, False, False, False]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"widths": ()}, ValueError, "widths is empty"),
+        ({"widths": (0,)}, ValueError, "widths must be >= 1"),
+        ({"depths": (2.5,)}, TypeError, "depths must be integers"),
+        ({"dtypes": ("int8",)}, ValueError, "unknown dtype 'int8'"),
+        ({"methods": ("magic",)}, ValueError, "unknown method 'magic'"),
+        ({"rounds": 0}, ValueError, "rounds must be a positive integer"),
+    ],
+    ids=lambda v: str(v)[:30],
+)
+def test_bad_grids_are_refused(kwargs, error, match):
+    base = {"name": "bad", "widths": (8,), "depths": (2,), "batches": (1,)}
+    with pytest.raises(error, match=match):
+        bench.Grid(**{**base, **kwargs})
+
+
+def test_bad_run_bench_arguments_are_refused():
+    with pytest.raises(ValueError, match="unknown grid 'huge'"):
+        bench.run_bench("huge")
+    with pytest.raises(TypeError, match="grid must be a Grid"):
+        bench.run_bench(3)
+    with pytest.raises(ValueError, match="matmul_precision"):
+        bench.run_bench(TINY, matmul_precision="fastest")
+    with pytest.raises(ValueError, match="exceeds max_flops"):
+        bench.Grid("x", (64,), (2,), (8,), max_flops=10).shapes()
