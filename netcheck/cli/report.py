@@ -1,16 +1,100 @@
-"""`netcheck report`: placeholder until its issue lands (replace this whole module)."""
+"""``netcheck report``: run the stages and write ``reports/<name>/`` (or re-render one).
+
+``netcheck report`` runs the verification suite, the planted-bug kill matrix, detection
+power, a reduced benchmark and a short training comparison, then writes ``index.html``,
+``report.md``, ``results.json`` and the PNG figures into ``reports/<name>/`` atomically.
+``--from results.json`` re-renders a saved record without recomputing anything. Exit 0
+when every correctness check passed, 1 when one failed (a disagreeing layer, a surviving
+planted bug; with ``--strict`` also a missed performance goal), 2 on bad usage or input.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
-from netcheck.cli import UsageError
+from netcheck import bench, report
+from netcheck._io import write_json_atomic
+from netcheck.cli import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("report", help="(not built yet)")
+    """Register ``netcheck report``."""
+    parser = subparsers.add_parser(
+        "report",
+        help="run every stage and write an HTML/Markdown report with figures",
+        description="Run the verification suite, kill matrix, detection power, benchmark "
+        "and training comparison, and write reports/<name>/ (index.html, report.md, "
+        "results.json, figures), atomically.",
+    )
+    parser.add_argument("--name", default="latest", help="report folder name (default: latest)")
+    parser.add_argument(
+        "--out-dir", default="reports", help="folder that holds the reports (default: reports)"
+    )
+    parser.add_argument(
+        "--from",
+        dest="source",
+        metavar="RESULTS_JSON",
+        help="re-render a saved results.json instead of running the stages",
+    )
+    parser.add_argument(
+        "--stages",
+        type=lambda text: tuple(p.strip() for p in text.split(",") if p.strip()),
+        help=f"only these stages ({', '.join(report.STAGES)}); default: all",
+    )
+    parser.add_argument(
+        "--bench-grid",
+        default="report",
+        choices=tuple(bench.GRIDS),
+        help="benchmark grid of the bench stage (default: report, a reduced default grid)",
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write the results record here")
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 also when a performance goal is missed"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise UsageError("'netcheck report' is not built yet")
+    """Run (or load) the report record, write the report, print where it is."""
+    directory = Path(args.out_dir) / args.name
+    if args.json and not Path(args.json).parent.is_dir():
+        raise UsageError(f"--json: folder {str(Path(args.json).parent)!r} does not exist")
+    if args.source is not None:
+        if args.stages is not None:
+            raise UsageError("--stages cannot be combined with --from (nothing is run)")
+        record = report.load_record(args.source)
+        record = {**record, "name": args.name}
+    else:
+        stages = report.default_stages(bench_grid=args.bench_grid)
+        if args.stages is not None:
+            unknown = sorted(set(args.stages) - set(report.STAGES))
+            if unknown:
+                raise UsageError(
+                    f"--stages: unknown stage(s) {', '.join(unknown)}; "
+                    f"known: {', '.join(report.STAGES)}"
+                )
+            stages = {name: stages[name] for name in stages if name in args.stages}
+        record = report.run_report(
+            stages,
+            name=args.name,
+            settings={"bench_grid": args.bench_grid, "stages": sorted(stages)},
+            progress=not args.no_progress,
+        )
+    report.write_report(record, directory)
+    if args.json:
+        write_json_atomic(args.json, record)
+    print(f"wrote {directory / 'index.html'}")
+    for line in report.verdict_lines(record):
+        print(line)
+    return _exit_code(record, args.strict)
+
+
+def _exit_code(record: dict[str, Any], strict: bool) -> int:
+    checks = report.check_outcomes(record)
+    failed = [name for name, passed in checks.items() if passed is False]
+    if not strict:
+        failed = [name for name in failed if not name.startswith("goal:")]
+    return EXIT_CHECK_FAILED if failed else EXIT_OK

@@ -1,0 +1,723 @@
+"""The comparison report: run the stages, keep one JSON record, render it as HTML and Markdown.
+
+A report is built in two separate steps:
+
+1. :func:`run_report` runs the *stages* (verification suite, planted-bug kill matrix,
+   detection power, benchmark, training comparison) through the lower layers
+   (:mod:`netcheck.suite`, :mod:`netcheck.bench`, :mod:`netcheck.train`) and collects their
+   JSON-able records into one *report record* with a schema version;
+2. :func:`write_report` renders a record, and nothing but the record, into
+   ``reports/<name>/``: ``results.json``, ``report.md``, ``index.html`` (self-contained
+   apart from the PNG figures beside it, which it links; no server needed) and the figures
+   of :mod:`netcheck.figures`.
+
+``netcheck report --from results.json`` is step 2 alone. Writing is atomic: the directory is
+built under a temporary name beside its destination and renamed into place, so a failed
+or interrupted run leaves the previous report (or nothing) behind, never half of one.
+
+The report record::
+
+    {"schema_version": 1, "kind": "netcheck.report", "name": str, "created": ISO time,
+     "netcheck_version": str, "environment": {device, platform, jax_version, ...},
+     "settings": {...}, "elapsed_s": float,
+     "stages": {stage: {"status": "ok", "elapsed_s": float, "record": {...}}
+                     | {"status": "missing", "reason": str}}}
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from netcheck import bench
+from netcheck._io import write_bytes_atomic, write_json_atomic
+from netcheck.figures import FIGURES, png_bytes
+
+Record = dict[str, Any]
+StageRunner = Callable[[bool], Record]
+
+SCHEMA_VERSION = 1
+"""Version of the report record; :func:`load_record` refuses any other."""
+
+KIND = "netcheck.report"
+
+STAGES = ("verification", "kill_matrix", "detection_power", "bench", "training")
+"""The stages of a full report, in the order they run and are shown."""
+
+STAGE_TITLES = {
+    "verification": "Verification suite",
+    "kill_matrix": "Planted-bug kill matrix",
+    "detection_power": "Detection power",
+    "bench": "Benchmark",
+    "training": "Training: manual vs jax.grad",
+}
+
+
+class MissingStage(Exception):
+    """A stage cannot run here (its module is not installed or not written yet)."""
+
+
+# ----- running the stages -------------------------------------------------------------
+
+
+def run_report(
+    stages: Mapping[str, StageRunner] | None = None,
+    name: str = "latest",
+    settings: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> Record:
+    """Run every stage and collect the report record (nothing is written here).
+
+    Args:
+        stages: stage name -> ``runner(progress) -> record``; default
+            :func:`default_stages`. A runner raising :class:`MissingStage` is recorded as
+            missing with its reason; any other exception propagates, so that no report is
+            written from a run that failed halfway.
+        name: the report's name (its directory under ``reports/``).
+        settings: what the stages were asked to do, recorded as given.
+        progress: show each stage's own tqdm bar on stderr.
+
+    Returns:
+        The report record (see the module docstring).
+    """
+    stages = default_stages() if stages is None else stages
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        raise ValueError(f"unknown report stage(s) {unknown}; known: {', '.join(STAGES)}")
+    _check_name(name)
+    started = time.perf_counter()
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    results: Record = {}
+    for stage in STAGES:
+        if stage not in stages:
+            continue
+        clock = time.perf_counter()
+        try:
+            record = stages[stage](progress)
+        except MissingStage as missing:
+            results[stage] = {"status": "missing", "reason": str(missing)}
+            if progress:
+                print(f"report: stage {stage} skipped: {missing}", file=sys.stderr)
+            continue
+        results[stage] = {
+            "status": "ok",
+            "elapsed_s": time.perf_counter() - clock,
+            "record": record,
+        }
+    from netcheck import __version__
+
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": KIND,
+        "name": name,
+        "created": created,
+        "netcheck_version": __version__,
+        "environment": bench.environment(),
+        "settings": dict(settings or {}),
+        "elapsed_s": time.perf_counter() - started,
+        "stages": results,
+    }
+
+
+def bench_stage(grid: str | bench.Grid = "report") -> StageRunner:
+    """The benchmark stage: :func:`netcheck.bench.run_bench` on ``grid``."""
+    return lambda progress: bench.run_bench(grid, progress=progress)
+
+
+TRAINING = {
+    "dataset": "moons",
+    "n_samples": 400,
+    "test_fraction": 0.25,
+    "sizes": (2, 16, 16, 1),
+    "activation": "tanh",
+    "output_activation": "sigmoid",
+    "loss": "binary_cross_entropy",
+    "learning_rate": 0.5,
+    "epochs": 40,
+    "batch_size": 16,
+    "seed": 0,
+}
+"""The short training comparison of ``netcheck report``: plain SGD on two moons."""
+
+
+def training_comparison(settings: Mapping[str, Any] = TRAINING, progress: bool = False) -> Record:
+    """Train the same network from the same start twice, manual gradient vs ``jax.grad``.
+
+    Same data, parameters, shuffles and optimizer (``optax.sgd``); only the gradient's
+    source differs, so the two loss curves should coincide up to round-off.
+
+    Args:
+        settings: as :data:`TRAINING`.
+        progress: a tqdm bar on stderr, one step per run.
+
+    Returns:
+        ``{"settings": ..., "histories": {"manual": history, "autodiff": history},
+        "elapsed_s": {grad: seconds}, "max_abs_train_loss_difference": float,
+        "final": {grad: {"train_loss", "validation_loss", "validation_accuracy"}}}``; a
+        history is :func:`netcheck.train.train`'s (per-epoch lists).
+    """
+    try:
+        import optax
+
+        from netcheck import datasets
+        from netcheck.network import Network
+        from netcheck.train import train
+    except ImportError as error:
+        raise MissingStage(f"the trainer is not available here ({error})") from None
+    import jax
+    from tqdm.auto import tqdm
+
+    data = datasets.load(
+        settings["dataset"], n_samples=settings["n_samples"], seed=settings["seed"]
+    )
+    split = datasets.train_test_split(
+        data, test_fraction=settings["test_fraction"], seed=settings["seed"]
+    )
+    train_set, test_set = datasets.standardize(*split)
+    net = Network(
+        sizes=tuple(settings["sizes"]),
+        activation=settings["activation"],
+        output_activation=settings["output_activation"],
+        loss=settings["loss"],
+    )
+    key = jax.random.key(settings["seed"])
+    params = net.init(key)
+    histories, elapsed = {}, {}
+    for grad in tqdm(
+        ("manual", "autodiff"), desc="training", disable=not progress, file=sys.stderr
+    ):
+        clock = time.perf_counter()
+        _, histories[grad] = train(
+            net,
+            params,
+            (train_set.x, train_set.y),
+            optimizer=optax.sgd(settings["learning_rate"]),
+            epochs=settings["epochs"],
+            batch_size=settings["batch_size"],
+            key=jax.random.fold_in(key, 1),
+            grad=grad,
+            validation=(test_set.x, test_set.y),
+        )
+        elapsed[grad] = time.perf_counter() - clock
+    differences = [
+        abs(a - b)
+        for a, b in zip(
+            histories["manual"]["train_loss"], histories["autodiff"]["train_loss"], strict=True
+        )
+    ]
+    return {
+        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()},
+        "histories": histories,
+        "elapsed_s": elapsed,
+        "max_abs_train_loss_difference": max(differences),
+        "final": {
+            grad: {
+                "train_loss": history["train_loss"][-1],
+                "validation_loss": history["validation_loss"][-1],
+                "validation_accuracy": history["validation_accuracy"][-1],
+            }
+            for grad, history in histories.items()
+        },
+    }
+
+
+def default_stages(bench_grid: str | bench.Grid = "report") -> dict[str, StageRunner]:
+    """The stages of ``netcheck report``, sized to finish within 3 minutes on 2 CPU cores.
+
+    Args:
+        bench_grid: the benchmark grid (default ``"report"``, a reduced default grid).
+
+    Returns:
+        stage name -> runner.
+    """
+    return {
+        "bench": bench_stage(bench_grid),
+        "training": lambda progress: training_comparison(TRAINING, progress),
+    }
+
+
+# ----- the record on disk -------------------------------------------------------------
+
+
+def load_record(path: str | os.PathLike[str]) -> Record:
+    """Read a report record written by :func:`write_report` (its ``results.json``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not JSON, not a netcheck report, or another schema version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"results file {str(path)!r} does not exist")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"results file {str(path)!r} is not UTF-8 text: {error}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"results file {str(path)!r} is not valid JSON: {error.msg} "
+            f"(line {error.lineno}, column {error.colno})"
+        ) from None
+    if not isinstance(record, dict) or record.get("kind") != KIND:
+        raise ValueError(
+            f"results file {str(path)!r} is not a netcheck report "
+            f"(expected a JSON object with kind {KIND!r})"
+        )
+    version = record.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ValueError(
+            f"results file {str(path)!r} has schema_version {version!r}; "
+            f"this netcheck reads schema_version {SCHEMA_VERSION}"
+        )
+    if not isinstance(record.get("stages"), dict):
+        raise ValueError(f"results file {str(path)!r} has no 'stages' object")
+    return record
+
+
+def write_report(record: Record, directory: str | os.PathLike[str]) -> Path:
+    """Render ``record`` into ``directory``, atomically.
+
+    Everything is first written into a temporary directory beside ``directory``; only
+    when every file is complete is it renamed into place (replacing an older report).
+    On any error the temporary directory is removed and ``directory`` is left untouched.
+
+    Args:
+        record: a report record (from :func:`run_report` or :func:`load_record`).
+        directory: where the report goes, e.g. ``reports/latest``.
+
+    Returns:
+        ``directory`` as a :class:`~pathlib.Path`.
+    """
+    directory = Path(directory)
+    parent = directory.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{directory.name}.tmp-"))
+    try:
+        render_into(record, staging)
+        # mkdtemp and the atomic writes make private files; a report is for reading.
+        staging.chmod(0o755)
+        for path in staging.iterdir():
+            path.chmod(0o644)
+        _replace_directory(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory
+
+
+def _replace_directory(new: Path, target: Path) -> None:
+    """Move ``new`` to ``target``; an existing ``target`` is swapped out, then removed."""
+    if not target.exists():
+        os.rename(new, target)
+        return
+    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+    os.rename(target, old / target.name)
+    try:
+        os.rename(new, target)
+    except BaseException:
+        os.rename(old / target.name, target)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def render_into(record: Record, directory: Path) -> list[str]:
+    """Write ``results.json``, the figures, ``report.md`` and ``index.html`` into a folder.
+
+    Returns:
+        The figure file names written, in display order.
+    """
+    write_json_atomic(directory / "results.json", record)
+    figures = []
+    for spec in FIGURES:
+        stage = record["stages"].get(spec.stage, {})
+        if stage.get("status") != "ok":
+            continue
+        figure = spec.render(stage["record"])
+        write_bytes_atomic(directory / spec.filename, png_bytes(figure))
+        figures.append(spec.filename)
+    write_bytes_atomic(directory / "report.md", render_markdown(record, figures).encode("utf-8"))
+    write_bytes_atomic(directory / "index.html", render_html(record, figures).encode("utf-8"))
+    return figures
+
+
+# ----- numbers and tables --------------------------------------------------------------
+
+
+def fmt(value: Any) -> str:
+    """How every number appears in a rendered report (so tests can find it again).
+
+    Floats to 4 significant digits, integers in full, booleans as pass/FAIL, None as "–".
+    """
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "pass" if value else "FAIL"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def fmt_ms(seconds: float | None) -> str:
+    """Seconds shown as milliseconds, through :func:`fmt`."""
+    return fmt(None if seconds is None else seconds * 1e3)
+
+
+def fmt_bytes(value: int | None) -> str:
+    """Bytes shown in KiB, through :func:`fmt`."""
+    return fmt(None if value is None else value / 1024)
+
+
+class Table:
+    """A table both renderers draw: a title, column headings and rows of strings."""
+
+    def __init__(
+        self, title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], note: str = ""
+    ) -> None:
+        self.title = title
+        self.columns = list(columns)
+        self.rows = [list(row) for row in rows]
+        self.note = note
+
+
+def goal_table(goals: Sequence[Record]) -> Table:
+    """The performance goals: name, target, measured value, verdict, where."""
+    return Table(
+        "Performance goals",
+        ["goal", "target", "measured", "verdict", "where"],
+        [
+            [g["name"], g["target"], fmt(g["measured"]), _verdict(g["passed"]), g["detail"]]
+            for g in goals
+        ],
+    )
+
+
+def bench_table(record: Record) -> Table:
+    """One row per shape: times of manual, jax.grad and the roofline; ratios; FLOP/s; memory."""
+    rows = []
+    for row in record["results"]:
+        m = row["methods"]
+        manual, auto, roof = m.get("manual"), m.get("autodiff"), m["roofline"]
+        rows.append(
+            [
+                bench_label(row),
+                fmt(row["flops"]),
+                fmt_ms(manual and manual["median_s"]),
+                fmt_ms(auto and auto["median_s"]),
+                fmt_ms(roof["median_s"]),
+                fmt(row.get("manual_over_autodiff")),
+                fmt(manual and manual["time_over_roofline"]),
+                fmt(manual and manual["flops_per_s"] / 1e9),
+                fmt(roof["flops_per_s"] / 1e9),
+                fmt_bytes(manual and manual["temp_bytes"]),
+                fmt_bytes(auto and auto["temp_bytes"]),
+            ]
+        )
+    return Table(
+        "Step time per shape (median of interleaved rounds)",
+        [
+            "shape",
+            "FLOPs",
+            "manual ms",
+            "jax.grad ms",
+            "roofline ms",
+            "manual/jax.grad",
+            "manual/roofline",
+            "manual GFLOP/s",
+            "roofline GFLOP/s",
+            "manual temp KiB",
+            "jax.grad temp KiB",
+        ],
+        rows,
+        note="FLOPs: the matrix products of one forward-plus-backward step. Roofline: those "
+        "products alone, timed in the same run. Temp: compiled temporary memory.",
+    )
+
+
+def slow_methods_table(record: Record) -> Table:
+    """The slow methods where they ran: median time and multiple of the roofline."""
+    slow = [
+        m
+        for m in ("literal", "numpy_loop", "finite_differences")
+        if any(m in row["methods"] for row in record["results"])
+    ]
+    rows = []
+    for row in record["results"]:
+        if not any(m in row["methods"] for m in slow):
+            continue
+        cells = [bench_label(row)]
+        for method in ("manual", *slow):
+            stats = row["methods"].get(method)
+            cells += [
+                fmt_ms(stats and stats["median_s"]),
+                fmt(stats and stats["time_over_roofline"]),
+            ]
+        rows.append(cells)
+    columns = ["shape"]
+    for method in ("manual", *slow):
+        columns += [f"{method} ms", f"{method}/roofline"]
+    return Table("The other methods (small shapes only)", columns, rows)
+
+
+def bench_label(row: Record) -> str:
+    """``w256 L2 n32 float32``: width, depth, batch, dtype of a bench row."""
+    return f"w{row['width']} L{row['depth']} n{row['batch']} {row['dtype']}"
+
+
+def _verdict(passed: bool | None) -> str:
+    return "n/a" if passed is None else fmt(bool(passed))
+
+
+def stage_tables(stage: str, record: Record) -> list[Table]:
+    """The tables of one stage's record."""
+    if stage == "bench":
+        tables = [goal_table(record["goals"]), bench_table(record)]
+        slow = slow_methods_table(record)
+        return [*tables, slow] if slow.rows else tables
+    if stage == "training":
+        return [training_table(record)]
+    return []
+
+
+def training_table(record: Record) -> Table:
+    """Final losses and accuracy of the manual and jax.grad runs, and their largest gap."""
+    rows = [
+        [
+            grad,
+            fmt(final["train_loss"]),
+            fmt(final["validation_loss"]),
+            fmt(final["validation_accuracy"]),
+            fmt(record["elapsed_s"][grad]),
+        ]
+        for grad, final in record["final"].items()
+    ]
+    s = record["settings"]
+    return Table(
+        "Training on the same data from the same start",
+        [
+            "gradient",
+            "final train loss",
+            "final validation loss",
+            "validation accuracy",
+            "wall time s",
+        ],
+        rows,
+        note=f"{s['dataset']} ({s['n_samples']} examples), sizes {s['sizes']}, "
+        f"{s['activation']}/{s['output_activation']}, {s['loss']}, sgd({s['learning_rate']}), "
+        f"{s['epochs']} epochs of batch {s['batch_size']}. Largest |manual - jax.grad| "
+        f"train loss over the epochs: {fmt(record['max_abs_train_loss_difference'])}.",
+    )
+
+
+def summary_lines(record: Record) -> list[str]:
+    """The report's opening lines: where it ran, what each stage took, what was missing."""
+    env = record["environment"]
+    lines = [
+        f"Created {record['created']} by netcheck {record['netcheck_version']} on "
+        f"{env['device']} ({env['platform']}, {env['device_count']} device(s)), "
+        f"JAX {env['jax_version']}, matmul precision {env['matmul_precision']}; "
+        f"all stages took {fmt(record['elapsed_s'])} s.",
+    ]
+    for stage in STAGES:
+        entry = record["stages"].get(stage)
+        if entry is None:
+            lines.append(f"{STAGE_TITLES[stage]}: not run.")
+        elif entry["status"] == "missing":
+            lines.append(f"{STAGE_TITLES[stage]}: missing ({entry['reason']}).")
+        else:
+            lines.append(f"{STAGE_TITLES[stage]}: {fmt(entry['elapsed_s'])} s.")
+    bench_entry = record["stages"].get("bench", {})
+    if bench_entry.get("status") == "ok":
+        grid = bench_entry["record"]["grid"]
+        lines.append(
+            f"Benchmark grid {grid['name']!r}: widths {grid['widths']}, depths "
+            f"{grid['depths']}, batches {grid['batches']}, dtypes {grid['dtypes']}"
+            + (f", steps up to {fmt(grid['max_flops'])} FLOPs" if grid["max_flops"] else "")
+            + f"; at least {grid['rounds']} interleaved rounds per shape."
+        )
+    return lines
+
+
+def _closing_note(record: Record) -> list[str]:
+    bench_entry = record["stages"].get("bench", {})
+    if bench_entry.get("status") != "ok":
+        return ["No benchmark in this report, so no performance goals were judged."]
+    goals = bench_entry["record"]["goals"]
+    met = sum(1 for g in goals if g["passed"])
+    lines = [f"{met} of {len(goals)} performance goals met on {record['environment']['device']}:"]
+    lines += [
+        f"{g['name']}: {fmt(g['measured'])} (target {g['target']}, {_verdict(g['passed'])})."
+        for g in goals
+    ]
+    ratios = [
+        r["manual_over_autodiff"]
+        for r in bench_entry["record"]["results"]
+        if "manual_over_autodiff" in r
+    ]
+    if ratios:
+        lines.append(
+            f"manual/jax.grad over {len(ratios)} shapes: median {fmt(statistics.median(ratios))}, "
+            f"min {fmt(min(ratios))}, max {fmt(max(ratios))}. Timings on a shared machine are "
+            "noisy; the methods of a shape were interleaved so that noise hits them alike."
+        )
+    return lines
+
+
+def check_outcomes(record: Record) -> dict[str, bool | None]:
+    """Every pass/fail a report contains: correctness checks, then ``goal:``-prefixed goals.
+
+    Returns:
+        name -> True (passed), False (failed) or None (could not be judged).
+    """
+    outcomes: dict[str, bool | None] = {}
+    for stage in STAGES:
+        entry = record["stages"].get(stage, {})
+        if entry.get("status") != "ok":
+            continue
+        if stage == "bench":
+            for goal in entry["record"]["goals"]:
+                outcomes[f"goal: {goal['name']}"] = goal["passed"]
+    return outcomes
+
+
+def verdict_lines(record: Record) -> list[str]:
+    """One line per check and goal, for the terminal."""
+    lines = []
+    for stage in STAGES:
+        entry = record["stages"].get(stage)
+        if entry is not None and entry["status"] != "ok":
+            lines.append(f"[missing] {STAGE_TITLES[stage]}: {entry['reason']}")
+    for name, passed in check_outcomes(record).items():
+        lines.append(f"[{_verdict(passed)}] {name}")
+    return lines
+
+
+# ----- the renderers -----------------------------------------------------------------
+
+
+def _figure_captions() -> dict[str, str]:
+    return {spec.filename: spec.caption for spec in FIGURES}
+
+
+def _figure_stage() -> dict[str, str]:
+    return {spec.filename: spec.stage for spec in FIGURES}
+
+
+def render_markdown(record: Record, figures: Sequence[str]) -> str:
+    """The report as Markdown, figures linked beside it."""
+    captions, figure_stage = _figure_captions(), _figure_stage()
+    out = [f"# netcheck report: {record['name']}", ""]
+    out += [f"- {line}" for line in summary_lines(record)] + [""]
+    for stage in STAGES:
+        entry = record["stages"].get(stage)
+        if entry is None:
+            continue
+        out += [f"## {STAGE_TITLES[stage]}", ""]
+        if entry["status"] != "ok":
+            out += [f"Missing: {entry['reason']}", ""]
+            continue
+        for table in stage_tables(stage, entry["record"]):
+            out += [f"### {table.title}", "", _markdown_table(table), ""]
+            if table.note:
+                out += [table.note, ""]
+        for filename in figures:
+            if figure_stage[filename] == stage:
+                out += [f"![{captions[filename]}]({filename})", "", f"*{captions[filename]}*", ""]
+    out += ["## Closing note", ""] + [f"- {line}" for line in _closing_note(record)] + [""]
+    return "\n".join(out)
+
+
+def _markdown_table(table: Table) -> str:
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+    return "\n".join(
+        [line(table.columns), line(["---"] * len(table.columns))] + [line(r) for r in table.rows]
+    )
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em;
+       color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f2f2f2; }
+figure { margin: 1em 0; } img { max-width: 100%; }
+figcaption { font-style: italic; color: #555; }
+.note { color: #555; font-size: 0.85em; }
+"""
+
+
+def render_html(record: Record, figures: Sequence[str]) -> str:
+    """The report as one HTML page; the PNG figures beside it are linked (no server needed)."""
+    captions, figure_stage = _figure_captions(), _figure_stage()
+    esc = html.escape
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>netcheck report: {esc(record['name'])}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>netcheck report: {esc(record['name'])}</h1>",
+        "<ul>" + "".join(f"<li>{esc(line)}</li>" for line in summary_lines(record)) + "</ul>",
+    ]
+    for stage in STAGES:
+        entry = record["stages"].get(stage)
+        if entry is None:
+            continue
+        out.append(f"<h2>{esc(STAGE_TITLES[stage])}</h2>")
+        if entry["status"] != "ok":
+            out.append(f"<p>Missing: {esc(entry['reason'])}</p>")
+            continue
+        for table in stage_tables(stage, entry["record"]):
+            out.append(_html_table(table))
+        for filename in figures:
+            if figure_stage[filename] == stage:
+                out.append(
+                    f'<figure><img src="{esc(filename)}" alt="{esc(captions[filename])}">'
+                    f"<figcaption>{esc(captions[filename])}</figcaption></figure>"
+                )
+    out.append("<h2>Closing note</h2>")
+    out.append(
+        "<ul>" + "".join(f"<li>{esc(line)}</li>" for line in _closing_note(record)) + "</ul>"
+    )
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def _html_table(table: Table) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(c)}</th>" for c in table.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in table.rows
+    )
+    note = f'<p class="note">{esc(table.note)}</p>' if table.note else ""
+    return f"<h3>{esc(table.title)}</h3><table><tr>{head}</tr>{body}</table>{note}"
+
+
+def _check_name(name: Any) -> None:
+    if (
+        not isinstance(name, str)
+        or not name
+        or name in (".", "..")
+        or "/" in name
+        or (os.sep in name)
+    ):
+        raise ValueError(f"report name must be a plain folder name like 'latest', got {name!r}")
