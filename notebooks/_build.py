@@ -445,6 +445,105 @@ print("∂L/∂w^2_{3,2} by finite differences:", finite_difference)
 print("∂L/∂w^2_{3,2} by net.manual_grad:   ", float(batch_grad[1]["W"][2, 1]))
 
 # %% [markdown]
+## Verification against `jax.grad`, layer by layer
+
+`verify` judges the manual gradient the way a careful person would: the truth is
+`jax.grad` in float64; the tolerance of each quantity is a small multiple of the error
+that `jax.grad` itself makes at the working precision (its *noise floor*), not a fixed
+number; a float64 finite-difference witness (the column FD) checks the truth without
+autodiff. Each layer $\ell$ gets a row for $\delta^\ell$ and one for
+$\partial\mathcal L/\partial W_\ell$, from $L$ down to 1: a bug in $\delta^\ell$ spoils every
+layer below it, so the first bad layer from the top is where the bug sits.
+
+# %%
+from netcheck.verify import verify
+
+verdict = verify(net, params, X, Y)
+print(verdict)
+results["verify_ok"] = verdict.ok
+
+# %% [markdown]
+The same judgement works at any precision. In float32 the tolerance grows with float32's
+round-off, because autodiff's own error does; here a wider network with a softmax output
+(whose $G(L) = \mathrm{diag}(s) - s s^\top$ is not diagonal) and biases:
+
+# %%
+wide = nc.Network(
+    sizes=(4, 8, 8, 3),
+    activation="tanh",
+    output_activation="softmax",
+    loss="softmax_cross_entropy",
+)
+wide_params = wide.init(jax.random.key(0), dtype=jnp.float32)
+x_wide = rng.normal(size=(16, 4)).astype(np.float32)
+y_wide = np.eye(3, dtype=np.float32)[rng.integers(0, 3, size=16)]  # one-hot targets
+wide_verdict = verify(wide, wide_params, x_wide, y_wide)
+print(wide_verdict)
+results["verify_float32_ok"] = wide_verdict.ok
+
+# %% [markdown]
+## The sign on the slide, caught
+
+Step (3) on the slide reads $\delta^L = G(L)(y - \hat y)$. Here is that algorithm exactly as
+printed, batched over rows like netcheck's, and handed to the verifier as the gradient
+under test:
+
+# %%
+def slide_forward(params, x):
+    a = [x]
+    for weights in params:
+        a.append(jax.nn.sigmoid(a[-1] @ weights["W"].T))
+    return a
+
+def slide_deltas(net, params, x, y):
+    """Steps (2)-(4) as printed: δ^L = G(L)(y - ŷ), δ^ℓ = G(ℓ) W_{ℓ+1}ᵀ δ^{ℓ+1}."""
+    a = slide_forward(params, x)
+    deltas = [a[-1] * (1 - a[-1]) * (y - a[-1])]  # the slide's sign
+    for layer in range(net.depth - 1, 0, -1):
+        deltas.insert(0, a[layer] * (1 - a[layer]) * (deltas[0] @ params[layer]["W"]))
+    return deltas
+
+def slide_grad(net, params, x, y):
+    """Step (5), averaged over the batch: ∂L/∂W_ℓ = (Δ^ℓ)ᵀ A^{ℓ-1} / n."""
+    a = slide_forward(params, x)
+    deltas = slide_deltas(net, params, x, y)
+    return [{"W": d.T @ a_prev / x.shape[0]} for d, a_prev in zip(deltas, a[:-1], strict=True)]
+
+slide_verdict = verify(net, params, X, Y, grad_fn=slide_grad, deltas_fn=slide_deltas)
+print(slide_verdict)
+
+# %% [markdown]
+**Why.** For $\mathcal L = \tfrac12 (y - \hat y)^2$, $\partial \mathcal L/\partial \hat y
+= \hat y - y$, so $G(L)(y - \hat y) = -\delta^L$ exactly. The recursion (4) and step (5)
+are linear in $\delta$, so the minus sign travels down unchanged: every row has cosine
+$-1$ and relative error 2 (the distance between $g$ and $-g$ is $2\lVert g\rVert$). The
+verifier reads from the top, finds $\delta^L$ wrong first, and names layer $L = 3$.
+
+The slide is not wrong so much as using another convention: $(y - \hat y)$ gives the
+negative gradient, the direction to *step in*, $W \leftarrow W + \eta\,\delta\,a^\top$.
+Hand it to an optimizer that subtracts the gradient (optax, or any textbook
+$W \leftarrow W - \eta \nabla$) and training climbs the loss instead of descending:
+
+# %%
+def loss_after_step(grads, learning_rate=1.0):
+    stepped = [{"W": w["W"] - learning_rate * g["W"]} for w, g in zip(params, grads, strict=True)]
+    return float(net.mean_loss(stepped, X, Y))
+
+steps = {
+    "no step": float(net.mean_loss(params, X, Y)),
+    "step with netcheck's δ": loss_after_step(net.manual_grad(params, X, Y)),
+    "step with the slide's δ": loss_after_step(slide_grad(net, params, jnp.asarray(X), Y)),
+}
+for name, value in steps.items():
+    print(f"mean loss, {name:>24}: {value:.6f}")
+results["loss_after_one_step"] = steps
+results["sign_bug"] = {
+    "ok": slide_verdict.ok,
+    "first_bad_layer": slide_verdict.first_bad_layer,
+    "cosines": {row.name: row.cosine for row in slide_verdict.rows},
+}
+
+# %% [markdown]
 ## Summary
 
 The key numbers of this notebook, with the example they come from. The test suite
@@ -461,7 +560,7 @@ results.update(
     Y=Y.tolist(),
     manual_grad=[np.asarray(g["W"]).tolist() for g in batch_grad],
 )
-print(json.dumps(results))
+print(json.dumps(results, ensure_ascii=False))
 '''
 
 # ---------------------------------------------------------------------------------------
@@ -711,7 +810,7 @@ The key numbers; the test suite runs this notebook again and checks them (it rec
 both held-out accuracies from the parameters printed here, with numpy).
 
 # %% tags=results
-print(json.dumps(results))
+print(json.dumps(results, ensure_ascii=False))
 """
 
 NOTEBOOKS = {"01_backprop_by_hand": NB01, "02_training": NB02}

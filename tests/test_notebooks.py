@@ -160,6 +160,17 @@ def _finite_difference_grad(loss, weights: list[np.ndarray], step: float = 1e-6)
     return grads
 
 
+def _slide_sign_grad(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray):
+    """The slide's steps (1)-(5) with δ^L = G(L)(y - ŷ), batch mean, in numpy."""
+    a = [x]
+    for w in weights:
+        a.append(1 / (1 + np.exp(-(a[-1] @ w.T))))
+    deltas = [a[-1] * (1 - a[-1]) * (y - a[-1])]
+    for layer in range(len(weights) - 1, 0, -1):
+        deltas.insert(0, a[layer] * (1 - a[layer]) * (deltas[0] @ weights[layer]))
+    return [d.T @ a_prev / x.shape[0] for d, a_prev in zip(deltas, a[:-1], strict=True)]
+
+
 def test_notebook_01_backprop_by_hand(kernel_path: Path, tmp_path: Path) -> None:
     results = results_of(execute_fresh("01_backprop_by_hand", tmp_path))
     weights = [np.asarray(w, dtype=np.float64) for w in results["weights"]]
@@ -176,6 +187,28 @@ def test_notebook_01_backprop_by_hand(kernel_path: Path, tmp_path: Path) -> None
     assert results["manual_vs_autodiff_max_error"] < 1e-15
     assert results["literal_vs_autodiff_max_error"] < 1e-15
     assert results["perceptron_grad_error"] < 1e-15
+    assert results["verify_ok"] is True
+    assert results["verify_float32_ok"] is True
+
+    # The slide's sign: δ^L = G(L)(y - ŷ) is -δ^L, so the slide's gradient is exactly the
+    # negative of the finite-difference gradient. Its cosines with the truth, per W_ℓ, and
+    # the loss after one step of W ← W - ∇, recomputed here.
+    sign_bug = results["sign_bug"]
+    assert sign_bug["ok"] is False
+    assert sign_bug["first_bad_layer"] == len(weights) == 3
+    slide = _slide_sign_grad(weights, x, y)
+    for layer, (got, want) in enumerate(zip(slide, expected, strict=True), 1):
+        cosine = np.vdot(got, want) / (np.linalg.norm(got) * np.linalg.norm(want))
+        assert sign_bug["cosines"][f"W_{layer}"] == pytest.approx(cosine, abs=1e-9)
+        assert cosine == pytest.approx(-1.0, abs=1e-9)
+    assert all(c == pytest.approx(-1.0, abs=1e-12) for c in sign_bug["cosines"].values())
+    assert set(sign_bug["cosines"]) == {f"{q}{n}" for q in ("δ^", "W_") for n in (1, 2, 3)}
+    steps = results["loss_after_one_step"]
+    loss = _mean_squared_error_loss(weights, x, y)
+    stepped = [[w - g for w, g in zip(weights, grads, strict=True)] for grads in (expected, slide)]
+    descended, climbed = (_mean_squared_error_loss(ws, x, y) for ws in stepped)
+    assert list(steps.values()) == pytest.approx([loss, descended, climbed], abs=1e-10)
+    assert descended < loss < climbed
 
 
 def _numpy_accuracy(params: list[dict[str, list]], x: np.ndarray, y: np.ndarray) -> float:
