@@ -476,14 +476,17 @@ def time_interleaved(
     min_measure_s: float,
     budget_s: float = 0.0,
     max_rounds: int | None = None,
+    shared: Sequence[str] = (),
 ) -> dict[str, dict[str, Any]]:
     """Time several calls alternately: each round measures every call once, in turn.
 
     Each call is first warmed up, and its repeat count chosen so that one measurement lasts
-    about ``min_measure_s``. The order rotates from round to round, so that a burst of load
-    from other processes does not always land on the same method. Cheap calls get more
-    rounds: after ``rounds``, rounds go on while the total is under ``budget_s`` (up to
-    ``max_rounds``, default ``5 * rounds``), which steadies the medians of microsecond steps.
+    about ``min_measure_s`` (from the median of three timed calls); the calls named in
+    ``shared`` get one common count, set by the slowest of them, so that the methods being
+    compared are measured in exactly the same way. The order rotates from round to round,
+    so that a burst of load from other processes does not always land on the same method.
+    Cheap calls get more rounds: after ``rounds``, rounds go on while the total is under
+    ``budget_s`` (up to ``max_rounds``, default ``5 * rounds``).
 
     Args:
         calls: name -> a no-argument call returning JAX arrays (or anything else).
@@ -491,16 +494,25 @@ def time_interleaved(
         min_measure_s: the shortest measurement.
         budget_s: keep adding rounds until this many seconds have passed.
         max_rounds: the most rounds.
+        shared: names of calls that share one repeat count.
 
     Returns:
         name -> ``{"times_s": [seconds per call, one per round], "repeats": int}``.
     """
     max_rounds = 5 * rounds if max_rounds is None else max(max_rounds, rounds)
-    repeats = {}
+    per_call = {}
     for name, call in calls.items():
         _measure(call, 1)  # warm-up: the first call may still allocate
-        once = _measure(call, 1)
-        repeats[name] = max(1, math.ceil(min_measure_s / max(once, 1e-9)))
+        per_call[name] = statistics.median(_measure(call, 1) for _ in range(3))
+    repeats = {
+        name: max(1, math.ceil(min_measure_s / max(seconds, 1e-9)))
+        for name, seconds in per_call.items()
+    }
+    group = [name for name in shared if name in calls]
+    if group:
+        slowest = max(per_call[name] for name in group)
+        for name in group:
+            repeats[name] = max(1, math.ceil(min_measure_s / max(slowest, 1e-9)))
     names = list(calls)
     times: dict[str, list[float]] = {name: [] for name in names}
     start = time.perf_counter()
@@ -511,6 +523,16 @@ def time_interleaved(
             times[name].append(_measure(calls[name], repeats[name]))
         done += 1
     return {name: {"times_s": times[name], "repeats": repeats[name]} for name in names}
+
+
+def paired_ratio(times: Sequence[float], reference: Sequence[float]) -> float:
+    """The median over rounds of ``times[r] / reference[r]``.
+
+    The two were measured back to back in the same round, so load from other processes,
+    which drifts on a scale of seconds, mostly cancels in each round's ratio; a ratio of
+    the two medians would let it in. Rounds beyond the shorter list are ignored.
+    """
+    return statistics.median(t / r for t, r in zip(times, reference, strict=False))
 
 
 def summarize(times: Sequence[float]) -> dict[str, float]:
@@ -552,17 +574,22 @@ def bench_shape(
         method ``compile_s``, the timing summary (``median_s``, ``q25_s``, ``q75_s``,
         ``min_s``, ``max_s``, ``times_s``, ``repeats``), ``flops_per_s`` (the step's matrix
         FLOPs over the median; an *effective* rate for methods that do other work),
-        ``time_over_roofline`` and the compiled memory (``temp_bytes`` ...); then the
-        ratios ``manual_over_autodiff`` (times) and ``manual_over_autodiff_temp`` (bytes).
+        ``time_over_roofline`` (:func:`paired_ratio` against the roofline) and the compiled
+        memory (``temp_bytes`` ...); then ``manual_over_autodiff`` (:func:`paired_ratio` of
+        the step times) and ``manual_temp_bytes_minus_autodiff``.
     """
     key = jax.random.PRNGKey(0) if key is None else key
     names = applicable_methods(shape, (*methods, "roofline"))
     names = [m for m in METHODS if m in names]
     prepared = {name: _prepare(name, shape, key) for name in names}
     timings = time_interleaved(
-        {name: p.call for name, p in prepared.items()}, rounds, min_measure_s, budget_s
+        {name: p.call for name, p in prepared.items()},
+        rounds,
+        min_measure_s,
+        budget_s,
+        shared=("manual", "autodiff", "roofline"),
     )
-    roofline_median = statistics.median(timings["roofline"]["times_s"])
+    roofline_times = timings["roofline"]["times_s"]
     row_methods = {}
     for name in names:
         summary = summarize(timings[name]["times_s"])
@@ -572,7 +599,7 @@ def bench_shape(
             "times_s": timings[name]["times_s"],
             "repeats": timings[name]["repeats"],
             "flops_per_s": shape.flops / summary["median_s"],
-            "time_over_roofline": summary["median_s"] / roofline_median,
+            "time_over_roofline": paired_ratio(timings[name]["times_s"], roofline_times),
             **prepared[name].memory,
         }
     row: dict[str, Any] = {
@@ -585,7 +612,7 @@ def bench_shape(
     }
     if "manual" in row_methods and "autodiff" in row_methods:
         manual, auto = row_methods["manual"], row_methods["autodiff"]
-        row["manual_over_autodiff"] = manual["median_s"] / auto["median_s"]
+        row["manual_over_autodiff"] = paired_ratio(manual["times_s"], auto["times_s"])
         if manual["temp_bytes"] is not None and auto["temp_bytes"] is not None:
             row["manual_temp_bytes_minus_autodiff"] = manual["temp_bytes"] - auto["temp_bytes"]
     return row

@@ -447,7 +447,8 @@ def bench_table(record: Record) -> Table:
         ],
         rows,
         note="FLOPs: the matrix products of one forward-plus-backward step. Roofline: those "
-        "products alone, timed in the same run. Temp: compiled temporary memory.",
+        "products alone, timed in the same run. Ratios are paired: the median over rounds of "
+        "the two times measured back to back in each round. Temp: compiled temporary memory.",
     )
 
 

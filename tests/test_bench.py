@@ -112,8 +112,20 @@ def test_time_interleaved_alternates_and_counts_rounds():
     calls = {name: (lambda name=name: order.append(name)) for name in ("a", "b", "c")}
     result = bench.time_interleaved(calls, rounds=3, min_measure_s=0.0)
     assert all(len(result[name]["times_s"]) == 3 for name in calls)
-    timed = order[6:]  # the first six calls are the warm-up, two per method
+    timed = order[12:]  # the first twelve calls are the warm-up, four per method
     assert timed == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+
+
+def test_paired_ratio_is_the_median_of_per_round_ratios():
+    # Load doubles in round 2 for both methods; the paired ratio is unaffected by it.
+    assert bench.paired_ratio([1.0, 2.2, 1.1], [1.0, 2.0, 1.0]) == pytest.approx(1.1)
+
+
+def test_time_interleaved_shares_repeats_within_the_group():
+    calls = {"fast": lambda: None, "slow": lambda: sum(range(20_000)), "alone": lambda: None}
+    result = bench.time_interleaved(calls, rounds=1, min_measure_s=0.01, shared=("fast", "slow"))
+    assert result["fast"]["repeats"] == result["slow"]["repeats"]
+    assert result["alone"]["repeats"] > result["slow"]["repeats"]
 
 
 def test_time_interleaved_budget_adds_rounds_up_to_the_cap():
@@ -148,16 +160,20 @@ def test_bench_record_holds_environment_and_consistent_numbers(tiny_record):
         assert row[field] == env[field]
     assert row["flops"] == _hand_flops((8, 8, 8), 3)
     assert set(row["methods"]) == set(bench.METHODS)
-    roofline = row["methods"]["roofline"]["median_s"]
+    roofline = np.array(row["methods"]["roofline"]["times_s"])
     for stats in row["methods"].values():
         assert len(stats["times_s"]) >= 3
         assert stats["min_s"] <= stats["q25_s"] <= stats["median_s"] <= stats["q75_s"]
         assert stats["q75_s"] <= stats["max_s"]
         assert stats["median_s"] == pytest.approx(statistics.median(stats["times_s"]))
         assert stats["flops_per_s"] == pytest.approx(row["flops"] / stats["median_s"])
-        assert stats["time_over_roofline"] == pytest.approx(stats["median_s"] / roofline)
+        # Paired: the median over rounds of this round's time over the roofline's.
+        paired = np.median(np.array(stats["times_s"]) / roofline)
+        assert stats["time_over_roofline"] == pytest.approx(paired)
     manual, auto = row["methods"]["manual"], row["methods"]["autodiff"]
-    assert row["manual_over_autodiff"] == pytest.approx(manual["median_s"] / auto["median_s"])
+    paired = np.median(np.array(manual["times_s"]) / np.array(auto["times_s"]))
+    assert row["manual_over_autodiff"] == pytest.approx(paired)
+    assert manual["repeats"] == auto["repeats"] == row["methods"]["roofline"]["repeats"]
     assert manual["compile_s"] > 0
     if manual["temp_bytes"] is not None:
         expected = manual["temp_bytes"] - auto["temp_bytes"]
