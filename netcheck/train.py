@@ -35,6 +35,7 @@ over ``jax.devices()``.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -146,7 +147,10 @@ def _update(
 ) -> tuple[Params, optax.OptState, Array]:
     """One gradient step on the minibatch ``(x, y)``; returns the loss before the step."""
     loss, grads = value_and_grad(net, params, x, y)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
+    # optax mixes int32 step counts with floats (adam's bias correction), which a user's
+    # strict dtype promotion would refuse; netcheck's own arithmetic stays strict.
+    with jax.numpy_dtype_promotion("standard"):
+        updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
 
@@ -454,12 +458,12 @@ def fit(
         x_val, y_val = check_data(net, state.params, validation, "validation")
     else:
         x_val = y_val = None
-    epoch_fn = _epoch_callable(net, optimizer, x.shape[0], batch_size, grad, drop_last, mesh)
+    config = (net, optimizer, x.shape[0], batch_size, grad, drop_last, mesh)
+    try:
+        run_epoch = _compiled_epoch(*config)
+    except TypeError:  # an optimizer that cannot be hashed is compiled afresh
+        run_epoch = _compiled_epoch.__wrapped__(*config)
     history = new_history() if history is None else history
-    run_epoch = jax.jit(
-        lambda s, a, b, c, d: _epoch_and_evaluate(epoch_fn, net, s, a, b, c, d),
-        donate_argnums=0,
-    )
     # Fresh buffers: the epoch donates its state, and the caller keeps their params.
     state = jax.tree.map(jnp.copy, state)
     if mesh is not None:
@@ -487,6 +491,29 @@ def fit(
         if on_epoch is not None:
             on_epoch(state, row)
     return state, history
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_epoch(
+    net: Network,
+    optimizer: optax.GradientTransformation,
+    n_examples: int,
+    batch_size: int,
+    grad: str,
+    drop_last: bool,
+    mesh: Mesh | None,
+) -> Callable[..., tuple[TrainState, EpochMetrics]]:
+    """The jitted ``(state, x, y, x_val, y_val) -> (state, metrics)`` of one configuration.
+
+    Kept across :func:`fit` calls, so resuming in the same process (or training the same
+    configuration again with the same optimizer object) reuses the compiled program.
+    """
+    epoch_fn = _epoch_callable(net, optimizer, n_examples, batch_size, grad, drop_last, mesh)
+
+    def run_epoch(state, x, y, x_val, y_val):
+        return _epoch_and_evaluate(epoch_fn, net, state, x, y, x_val, y_val)
+
+    return jax.jit(run_epoch, donate_argnums=0)
 
 
 def new_history() -> History:

@@ -14,13 +14,6 @@ from netcheck.network import Network
 from netcheck.train import fit, init_state
 
 
-@pytest.fixture(autouse=True)
-def _standard_promotion():
-    # optax's adam mixes its int32 step count with floats, which strict promotion refuses.
-    with jax.numpy_dtype_promotion("standard"):
-        yield
-
-
 def _problem():
     net = Network((3, 5, 2), "tanh", "softmax", "softmax_cross_entropy")
     rng = np.random.default_rng(0)
