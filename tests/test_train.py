@@ -17,6 +17,7 @@ import optax
 import pytest
 from sklearn.datasets import make_moons
 
+import netcheck.backprop
 import netcheck.train as train_module
 from netcheck.network import Network
 from netcheck.train import (
@@ -353,3 +354,28 @@ def test_fit_continues_a_history():
     )
     assert history["epoch"] == [1, 2, 3]
     assert int(state.epoch) == 3
+
+
+# ----- check_every: the verifier during training --------------------------------------------
+
+
+def test_check_every_records_verdicts(monkeypatch):
+    net = Network((3, 5, 1), "tanh", "sigmoid", "binary_cross_entropy")
+    x, _ = _regression_data(30, 3, 1)
+    y = (x[:, :1] > 0).astype(np.float32)
+    kwargs = dict(optimizer=optax.sgd(0.5), epochs=4, batch_size=8, key=jax.random.key(0))
+    params = net.init(jax.random.key(1))
+    _, history = train(net, params, (x, y), check_every=2, **kwargs)
+    assert [check["epoch"] for check in history["checks"]] == [2, 4]
+    assert all(check["ok"] and check["verdict"]["ok"] for check in history["checks"])
+    json.dumps(history, allow_nan=False)
+
+    # A manual gradient 10% too large (what the verifier receives) is caught at every check.
+    correct = netcheck.backprop.manual_grad_jit
+    monkeypatch.setattr(
+        netcheck.backprop,
+        "manual_grad_jit",
+        lambda *args: jax.tree.map(lambda g: 1.1 * g, correct(*args)),
+    )
+    _, history = train(net, params, (x, y), check_every=2, **kwargs)
+    assert [check["ok"] for check in history["checks"]] == [False, False]
