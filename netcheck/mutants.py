@@ -1,0 +1,346 @@
+"""Planted bugs: plausible wrong backprops the verifier must catch and localise.
+
+Each :class:`Mutant` is a small variant of :mod:`netcheck.backprop`: it reuses the real
+``output_delta`` (lecture step 3), ``backpropagate`` (step 4) and ``layer_gradients``
+(step 5) and replaces one piece with a mistake people make when writing backprop from
+the slides. Its ``grad`` and ``deltas`` have the signatures of
+:func:`netcheck.backprop.manual_grad` and :func:`netcheck.backprop.manual_deltas`, so
+they plug into ``verify(..., grad_fn=mutant.grad, deltas_fn=mutant.deltas)``.
+
+A mutant only makes sense on some networks (``W`` not transposed needs a square layer; a
+dropped ``G(ℓ)`` is no bug for an identity activation): :meth:`Mutant.applies` says where,
+and :meth:`Mutant.expected_layer` names the layer ``ℓ`` where the bug sits, i.e. the
+layer the verifier must report as the first bad one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+
+from netcheck import backprop
+from netcheck.network import ForwardCache, Network, Params
+
+Array = jax.Array
+TopFn = Callable[[Network, ForwardCache, Array], Array]
+RecursionFn = Callable[[Network, Params, ForwardCache, Array], list[Array]]
+GradientsFn = Callable[[Network, ForwardCache, list[Array]], Params]
+
+SCALE_BUG = 1e-3
+"""The ``scaled_layer`` mutant multiplies layer 1's gradient by ``1 + SCALE_BUG``."""
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One planted bug: which lecture step it corrupts, where, and the wrong backprop itself.
+
+    Attributes:
+        name: short identifier.
+        description: the mistake, in words.
+        corrupts: the quantity it corrupts first, in lecture notation (``"δ^{L-1}"``).
+        expected_layer: ``net -> ℓ``, the layer the verifier must name.
+        applies: ``(net, batch) -> bool``: the mutant is a real (shape-valid, non-equivalent)
+            bug on this network and batch size.
+        top: replaces :func:`netcheck.backprop.output_delta` (step 3).
+        recursion: replaces :func:`netcheck.backprop.backpropagate` (step 4).
+        gradients: replaces :func:`netcheck.backprop.layer_gradients` (step 5).
+        mean: whether the batch mean's ``1/n`` is applied (the correct code applies it).
+    """
+
+    name: str
+    description: str
+    corrupts: str
+    expected_layer: Callable[[Network], int]
+    applies: Callable[[Network, int], bool]
+    top: TopFn = backprop.output_delta
+    recursion: RecursionFn = backprop.backpropagate
+    gradients: GradientsFn = backprop.layer_gradients
+    mean: bool = True
+    grad: Callable[[Network, Params, Array, Array], Params] = field(
+        init=False, repr=False, compare=False
+    )
+    deltas: Callable[[Network, Params, Array, Array], list[Array]] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        # Built once, so that jax.jit's cache (keyed on the function) is reused per mutant.
+        object.__setattr__(self, "grad", self._grad)
+        object.__setattr__(self, "deltas", self._deltas)
+
+    def _deltas(self, net: Network, params: Params, x: Array, y: Array) -> list[Array]:
+        """``[δ^1, ..., δ^L]`` per example, with the bug; each ``(batch, n_ℓ)``."""
+        cache = net.forward_cache(params, x)
+        return self.recursion(net, params, cache, self.top(net, cache, y))
+
+    def _grad(self, net: Network, params: Params, x: Array, y: Array) -> Params:
+        """The buggy gradient of the mean loss; the pytree of ``params``."""
+        cache = net.forward_cache(params, x)
+        top_delta = self.top(net, cache, y)
+        if self.mean:
+            top_delta = top_delta / x.shape[0]
+        return self.gradients(net, cache, self.recursion(net, params, cache, top_delta))
+
+
+# ----- the pieces of the bugs --------------------------------------------------------
+
+StepFn = Callable[[Network, Params, ForwardCache, int, Array], Array]
+
+
+def _correct_step(
+    net: Network, params: Params, cache: ForwardCache, layer: int, delta_above: Array
+) -> Array:
+    """Lecture step 4 for one layer: ``δ^ℓ = G(ℓ) W_{ℓ+1}ᵀ δ^{ℓ+1}`` (rows)."""
+    g_prime = net.hidden.derivative(cache.pre_activations[layer - 1], cache.activations[layer])
+    return g_prime * (delta_above @ params[layer]["W"])
+
+
+def _recursion_with(step: StepFn, bad_layer: Callable[[Network], int | None]) -> RecursionFn:
+    """``backpropagate`` with ``step`` in place of the correct step at one layer.
+
+    ``bad_layer(net) = None`` puts the wrong step at every hidden layer.
+    """
+
+    def recursion(
+        net: Network, params: Params, cache: ForwardCache, top_delta: Array
+    ) -> list[Array]:
+        wrong_at = bad_layer(net)
+        deltas = [top_delta]
+        for layer in range(net.depth - 1, 0, -1):
+            chosen = step if wrong_at in (None, layer) else _correct_step
+            deltas.append(chosen(net, params, cache, layer, deltas[-1]))
+        return deltas[::-1]
+
+    return recursion
+
+
+def _top_hidden(net: Network) -> int:
+    return net.depth - 1
+
+
+def _output_layer(net: Network) -> int:
+    return net.depth
+
+
+def _first_layer(net: Network) -> int:
+    return 1
+
+
+def _slide_sign(net: Network, cache: ForwardCache, y: Array) -> Array:
+    # The slide's δ^L = G(L)(y - ŷ): the descent direction, the negative of ∂L/∂z^L.
+    return -backprop.output_delta(net, cache, y)
+
+
+def _no_g_prime(
+    net: Network, params: Params, cache: ForwardCache, layer: int, delta_above: Array
+) -> Array:
+    return delta_above @ params[layer]["W"]
+
+
+def _g_for_g_prime(
+    net: Network, params: Params, cache: ForwardCache, layer: int, delta_above: Array
+) -> Array:
+    return cache.activations[layer] * (delta_above @ params[layer]["W"])
+
+
+def _own_weights(
+    net: Network, params: Params, cache: ForwardCache, layer: int, delta_above: Array
+) -> Array:
+    # W_ℓ where W_{ℓ+1} belongs; shape-valid only when n_{ℓ+1} = n_ℓ = n_{ℓ-1}.
+    g_prime = net.hidden.derivative(cache.pre_activations[layer - 1], cache.activations[layer])
+    return g_prime * (delta_above @ params[layer - 1]["W"])
+
+
+def _untransposed(
+    net: Network, params: Params, cache: ForwardCache, layer: int, delta_above: Array
+) -> Array:
+    # W_{ℓ+1} δ^{ℓ+1} instead of W_{ℓ+1}ᵀ δ^{ℓ+1}; shape-valid when n_{ℓ+1} = n_ℓ.
+    g_prime = net.hidden.derivative(cache.pre_activations[layer - 1], cache.activations[layer])
+    return g_prime * (delta_above @ params[layer]["W"].T)
+
+
+def _z_from_layer_above(
+    net: Network, params: Params, cache: ForwardCache, layer: int, delta_above: Array
+) -> Array:
+    # G(ℓ) built from z^{ℓ+1}, a^{ℓ+1}: the wrong layer's pre-activation.
+    g_prime = net.hidden.derivative(cache.pre_activations[layer], cache.activations[layer + 1])
+    return g_prime * (delta_above @ params[layer]["W"])
+
+
+def _relu_prime_sign(
+    net: Network, params: Params, cache: ForwardCache, layer: int, delta_above: Array
+) -> Array:
+    # relu'(z) taken as sign(z): right for z > 0, -1 instead of 0 for z < 0.
+    return jnp.sign(cache.pre_activations[layer - 1]) * (delta_above @ params[layer]["W"])
+
+
+def _softmax_elementwise(net: Network, cache: ForwardCache, y: Array) -> Array:
+    # G(L) = diag(s(1 - s)): softmax treated as if it acted on each output alone.
+    s = cache.activations[-1]
+    return s * (1 - s) * net.loss_fn.grad_prediction(s, y)
+
+
+def _no_output_g_prime(net: Network, cache: ForwardCache, y: Array) -> Array:
+    # δ^L = ∂L/∂ŷ, forgetting G(L) on an unfused output.
+    return net.loss_fn.grad_prediction(cache.activations[-1], y)
+
+
+def _next_activation_in_weight_grad(
+    net: Network, cache: ForwardCache, deltas: list[Array]
+) -> Params:
+    # ∂/∂W_L = (Δ^L)ᵀ A^L instead of (Δ^L)ᵀ A^{L-1}; shape-valid when n_L = n_{L-1}.
+    grads = backprop.layer_gradients(net, cache, deltas)
+    grads[-1] = {**grads[-1], "W": deltas[-1].T @ cache.activations[-1]}
+    return grads
+
+
+def _bias_over_units(net: Network, cache: ForwardCache, deltas: list[Array]) -> Params:
+    # ∂/∂b_L summed over the units instead of the batch; shape-valid when batch = n_L.
+    grads = backprop.layer_gradients(net, cache, deltas)
+    grads[-1] = {**grads[-1], "b": deltas[-1].sum(axis=1)}
+    return grads
+
+
+def _scaled_first_layer(net: Network, cache: ForwardCache, deltas: list[Array]) -> Params:
+    # One layer's gradient off by a factor 1 + 1e-3: below what check_grads sees in float32.
+    grads = backprop.layer_gradients(net, cache, deltas)
+    grads[0] = {name: leaf * (1 + SCALE_BUG) for name, leaf in grads[0].items()}
+    return grads
+
+
+# ----- where each bug is a bug -------------------------------------------------------
+
+
+def _deep(net: Network) -> bool:
+    return net.depth >= 2
+
+
+def _nonlinear_hidden(net: Network) -> bool:
+    return net.depth >= 2 and net.activation != "identity"
+
+
+def _square_top(net: Network) -> bool:
+    return net.depth >= 2 and net.sizes[-1] == net.sizes[-2]
+
+
+def _unfused(net: Network) -> bool:
+    return not net.loss_fn.fused
+
+
+MUTANTS: dict[str, Mutant] = {
+    mutant.name: mutant
+    for mutant in (
+        Mutant(
+            "slide_sign",
+            "δ^L = G(L)(y - ŷ) as printed on the slide: the negative gradient",
+            "δ^L",
+            _output_layer,
+            lambda net, batch: True,
+            top=_slide_sign,
+        ),
+        Mutant(
+            "g_prime_dropped",
+            "δ^{L-1} = W_Lᵀ δ^L: G(L-1) left out",
+            "δ^{L-1}",
+            _top_hidden,
+            lambda net, batch: _nonlinear_hidden(net),
+            recursion=_recursion_with(_no_g_prime, _top_hidden),
+        ),
+        Mutant(
+            "g_for_g_prime",
+            "G(L-1) = diag(g(z)) instead of diag(g'(z))",
+            "δ^{L-1}",
+            _top_hidden,
+            lambda net, batch: _deep(net),
+            recursion=_recursion_with(_g_for_g_prime, _top_hidden),
+        ),
+        Mutant(
+            "own_weights",
+            "δ^{L-1} = G(L-1) W_{L-1}ᵀ δ^L: W_ℓ in place of W_{ℓ+1}",
+            "δ^{L-1}",
+            _top_hidden,
+            lambda net, batch: _square_top(net) and net.sizes[-2] == net.sizes[-3],
+            recursion=_recursion_with(_own_weights, _top_hidden),
+        ),
+        Mutant(
+            "not_transposed",
+            "δ^{L-1} = G(L-1) W_L δ^L: W not transposed (square layer)",
+            "δ^{L-1}",
+            _top_hidden,
+            lambda net, batch: _square_top(net),
+            recursion=_recursion_with(_untransposed, _top_hidden),
+        ),
+        Mutant(
+            "next_activation",
+            "∂L/∂W_L = δ^L (a^L)ᵀ: a^ℓ in place of a^{ℓ-1}",
+            "W_L",
+            _output_layer,
+            lambda net, batch: net.sizes[-1] == net.sizes[-2],
+            gradients=_next_activation_in_weight_grad,
+        ),
+        Mutant(
+            "sum_not_mean",
+            "the batch gradient summed instead of averaged (no 1/n)",
+            "W_L, b_L",
+            _output_layer,
+            lambda net, batch: batch > 1,
+            mean=False,
+        ),
+        Mutant(
+            "bias_wrong_axis",
+            "∂L/∂b_L summed over the units instead of over the batch",
+            "b_L",
+            _output_layer,
+            lambda net, batch: net.bias and batch == net.sizes[-1] and batch > 1,
+            gradients=_bias_over_units,
+        ),
+        Mutant(
+            "wrong_layer_z",
+            "δ^1 built with g'(z^2): the wrong layer's pre-activation",
+            "δ^1",
+            _first_layer,
+            lambda net, batch: (
+                net.depth >= 3 and net.sizes[1] == net.sizes[2] and net.activation != "identity"
+            ),
+            recursion=_recursion_with(_z_from_layer_above, _first_layer),
+        ),
+        Mutant(
+            "scaled_layer",
+            f"∂L/∂W_1, ∂L/∂b_1 multiplied by 1 + {SCALE_BUG:g}",
+            "W_1, b_1",
+            _first_layer,
+            lambda net, batch: True,
+            gradients=_scaled_first_layer,
+        ),
+        Mutant(
+            "softmax_elementwise",
+            "softmax output treated as elementwise: G(L) = diag(s(1-s))",
+            "δ^L",
+            _output_layer,
+            lambda net, batch: net.output_activation == "softmax" and _unfused(net),
+            top=_softmax_elementwise,
+        ),
+        Mutant(
+            "relu_prime_sign",
+            "relu'(z) = sign(z): -1 instead of 0 for z < 0, in every hidden layer",
+            "δ^{L-1}",
+            _top_hidden,
+            lambda net, batch: net.activation == "relu" and _deep(net),
+            recursion=_recursion_with(_relu_prime_sign, lambda net: None),
+        ),
+        Mutant(
+            "output_g_prime_dropped",
+            "δ^L = ∂L/∂ŷ: G(L) left out on an unfused, non-identity output",
+            "δ^L",
+            _output_layer,
+            lambda net, batch: (
+                _unfused(net) and net.output.elementwise and net.output_activation != "identity"
+            ),
+            top=_no_output_g_prime,
+        ),
+    )
+}
+"""Every planted bug by name."""

@@ -1,0 +1,732 @@
+"""The default verification suite, the mutant kill matrix and the detection-power measurement.
+
+Every function here returns a plain JSON-able dict (records documented on each function),
+so a report can render the results without running anything.
+
+Speed: a case is ``(spec, dtype, seed)``. Cases that differ only in their seed share one
+compiled program, ``jit(vmap(measure))`` over the seeds (:func:`netcheck.verify.measure_network`
+with the candidate computed inside), so the cost is one compilation per ``(spec, dtype)``
+group. Case data is drawn on the host with NumPy (seeded, reproducible) so that no random
+number generator is compiled.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from netcheck import backprop, verify
+from netcheck.activations import HIDDEN_ACTIVATIONS
+from netcheck.losses import LOSSES
+from netcheck.mutants import MUTANTS, Mutant
+from netcheck.network import Network
+
+Array = jax.Array
+
+DTYPES: tuple[str, ...] = ("float64", "float32", "bfloat16", "float16")
+"""The working dtypes the suite covers."""
+
+_RELU_LIKE = frozenset({"relu", "leaky_relu", "elu", "gelu", "silu"})
+
+# The output activation each loss is checked with: squared error goes with an identity,
+# a sigmoid and a softmax output in turn (the softmax one exercises G(L) = diag(s) - s sᵀ).
+_SQUARED_ERROR_OUTPUTS = ("identity", "sigmoid", "softmax")
+
+# (hidden widths, batch) shapes cycled through by the default suite; depth = len(widths)+1.
+_SHAPES: tuple[tuple[tuple[int, ...], int], ...] = (
+    ((), 4),
+    ((8,), 16),
+    ((5, 7), 1),
+    ((9, 3, 6), 8),
+    ((4,), 3),
+    ((6, 6), 12),
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One verification case: a network spec, a batch size, a dtype and a seed.
+
+    Attributes:
+        activation: hidden activation ``g``.
+        output_activation: output activation ``g_L``.
+        loss: loss name.
+        sizes: ``(n_0, ..., n_L)``.
+        batch: examples in the batch.
+        bias: whether layers have biases.
+        dtype: working dtype name (one of :data:`DTYPES`).
+        seed: seeds the data, the parameters and the witness directions.
+    """
+
+    activation: str
+    output_activation: str
+    loss: str
+    sizes: tuple[int, ...]
+    batch: int
+    bias: bool
+    dtype: str
+    seed: int
+
+    @property
+    def net(self) -> Network:
+        """The :class:`~netcheck.network.Network` of this case."""
+        return Network(self.sizes, self.activation, self.output_activation, self.loss, self.bias)
+
+    @property
+    def group(self) -> tuple[Any, ...]:
+        """Everything but the seed: cases of one group share a compiled program."""
+        return (self.net, self.batch, self.dtype)
+
+    @property
+    def id(self) -> str:
+        """A readable id, e.g. ``tanh-sigmoid-binary_cross_entropy-3x8x1-b16-bias-float32-s7``."""
+        sizes = "x".join(map(str, self.sizes))
+        bias = "bias" if self.bias else "nobias"
+        return (
+            f"{self.activation}-{self.output_activation}-{self.loss}-{sizes}-b{self.batch}-"
+            f"{bias}-{self.dtype}-s{self.seed}"
+        )
+
+    def spec(self) -> dict[str, Any]:
+        """The case as a JSON-able dict (the fields above, ``sizes`` as a list)."""
+        record = asdict(self)
+        record["sizes"] = list(self.sizes)
+        return record
+
+
+# ----- the cases ---------------------------------------------------------------------
+
+
+def _output_for(loss: str, index: int) -> str:
+    required = LOSSES[loss].output_activation
+    return required if required is not None else _SQUARED_ERROR_OUTPUTS[index % 3]
+
+
+def _spec_cases(index: int, seeds: int) -> list[Case]:
+    """The cases of spec ``index`` (0..26) of the default suite.
+
+    Spec ``i`` pairs hidden activation ``i mod 9`` with loss ``(⌊i/9⌋ + i) mod 3``, so each
+    of the 27 (activation, loss) pairs appears once; its shape, bias and dtype cycle with
+    ``i`` (dtype ``i mod 4``), and its ``seeds`` seeds are ``1000 i, 1000 i + 1, ...``.
+    """
+    activation = HIDDEN_ACTIVATIONS[index % 9]
+    loss = tuple(LOSSES)[(index // 9 + index) % 3]
+    hidden, batch = _SHAPES[index % len(_SHAPES)]
+    output = _output_for(loss, index)
+    n_in = 2 + index % 4
+    n_out = 1 if loss == "binary_cross_entropy" and index % 2 else 3
+    if loss == "squared_error" and output != "softmax" and index % 3 == 1:
+        n_out = 1
+    sizes = (n_in, *hidden, n_out)
+    bias = index % 5 != 2
+    dtype = DTYPES[index % 4]
+    return [
+        Case(activation, output, loss, sizes, batch, bias, dtype, 1000 * index + s)
+        for s in range(seeds)
+    ]
+
+
+SUITE_SPECS = 27
+"""Specs in the default suite: every (hidden activation, loss) pair once."""
+
+SUITE_SEEDS = 8
+"""Seeds per spec in the default suite (one compiled program serves them all)."""
+
+QUICK_SEEDS = 4
+"""Seeds per spec with ``quick``."""
+
+
+def default_cases(
+    quick: bool = False,
+    activation: str | None = None,
+    loss: str | None = None,
+    dtype: str | None = None,
+) -> list[Case]:
+    """The default suite: every hidden activation x loss pair, shapes and dtypes cycled.
+
+    The full suite has 27 specs, one per (hidden activation, loss) pair, with squared
+    error on identity, sigmoid and softmax outputs in turn; depth 1-4, widths 1-9, batch
+    sizes 1-16, bias on/off and the four dtypes cycle over them (each dtype gets 6-7
+    specs). Each spec runs :data:`SUITE_SEEDS` seeds in one compiled program:
+    27 x 8 = 216 cases. ``quick`` keeps the 9 specs ``a + 9 (a mod 3)`` (``a = 0..8``),
+    which still cover every activation, every loss and every dtype, with
+    :data:`QUICK_SEEDS` seeds: 36 cases.
+
+    Args:
+        quick: the quick selection.
+        activation, loss, dtype: keep only cases with this hidden activation, loss or
+            dtype (applied after the selection; seeds do not change).
+
+    Returns:
+        The cases, reproducible: the same arguments always give the same list.
+    """
+    _check_choice(activation, HIDDEN_ACTIVATIONS, "activation")
+    _check_choice(loss, tuple(LOSSES), "loss")
+    _check_choice(dtype, DTYPES, "dtype")
+    if quick:
+        indices = [a + 9 * (a % 3) for a in range(9)]
+        seeds = QUICK_SEEDS
+    else:
+        indices = list(range(SUITE_SPECS))
+        seeds = SUITE_SEEDS
+    cases = [case for index in indices for case in _spec_cases(index, seeds)]
+    return [
+        case
+        for case in cases
+        if (activation is None or case.activation == activation)
+        and (loss is None or case.loss == loss)
+        and (dtype is None or case.dtype == dtype)
+    ]
+
+
+def case_data(case: Case) -> tuple[list[dict[str, np.ndarray]], np.ndarray, np.ndarray]:
+    """The parameters and data of a case, float64 NumPy, drawn from ``case.seed``.
+
+    Weights are normal with variance ``2/n_in`` (He) for relu-like hidden activations
+    and ``2/(n_in+n_out)`` (Glorot) otherwise, biases ``N(0, 0.1²)``; ``x ~ N(0, 1)``;
+    ``y`` normal for squared error, Bernoulli(½) for binary cross-entropy, one-hot for
+    softmax cross-entropy.
+
+    Returns:
+        ``(params, x (batch, n_0), y (batch, n_L))``, to be cast to ``case.dtype``.
+    """
+    rng = np.random.default_rng(case.seed)
+    params = []
+    for n_in, n_out in zip(case.sizes[:-1], case.sizes[1:], strict=True):
+        fan = 2 / n_in if case.activation in _RELU_LIKE else 2 / (n_in + n_out)
+        layer = {"W": rng.normal(0.0, np.sqrt(fan), (n_out, n_in))}
+        if case.bias:
+            layer["b"] = rng.normal(0.0, 0.1, (n_out,))
+        params.append(layer)
+    x = rng.standard_normal((case.batch, case.sizes[0]))
+    n_out = case.sizes[-1]
+    if case.loss == "binary_cross_entropy":
+        y = (rng.random((case.batch, n_out)) < 0.5).astype(np.float64)
+    elif case.loss == "softmax_cross_entropy":
+        y = np.eye(n_out)[rng.integers(0, n_out, case.batch)]
+    else:
+        y = rng.standard_normal((case.batch, n_out))
+    return params, x, y
+
+
+# ----- running groups of cases -------------------------------------------------------
+
+GradFn = Callable[..., Any]
+
+
+@functools.cache
+def _group_program(net: Network, candidates: tuple[tuple[GradFn, GradFn], ...], witness: bool):
+    """``jit(vmap(measure))`` over seeds, each candidate ``(grad_fn, deltas_fn)`` computed
+    inside and judged against references computed once."""
+
+    def one(params: Any, x: Array, y: Array, directions: Any) -> list[dict[str, Any]]:
+        computed = [
+            (grad_fn(net, params, x, y), deltas_fn(net, params, x, y))
+            for grad_fn, deltas_fn in candidates
+        ]
+        return verify.measure_network_many(
+            net, computed, params, x, y, directions if witness else None
+        )
+
+    return jax.jit(jax.vmap(one), compiler_options=verify.FAST_COMPILE)
+
+
+def _stacked_inputs(cases: Sequence[Case]) -> tuple[Any, ...]:
+    """The group's parameters, data and witness directions, stacked along a seed axis."""
+    dtype = jnp.dtype(cases[0].dtype)
+    data = [case_data(case) for case in cases]
+    directions = [verify.witness_directions(case.net, case.batch, case.seed) for case in cases]
+
+    def stack(*leaves: np.ndarray) -> Array:
+        # Cast on the host (NumPy knows bfloat16 through ml_dtypes): a cast on the device
+        # would compile one small program per shape.
+        return jax.device_put(np.stack(leaves).astype(dtype))
+
+    params = jax.tree_util.tree_map(stack, *[d[0] for d in data])
+    x = stack(*[d[1] for d in data])
+    y = stack(*[d[2] for d in data])
+    stacked_directions = jax.tree_util.tree_map(
+        lambda *leaves: jax.device_put(np.stack(leaves)), *directions
+    )
+    return params, x, y, stacked_directions
+
+
+def run_group(
+    cases: Sequence[Case],
+    candidates: Sequence[tuple[GradFn, GradFn]] = ((backprop.manual_grad, backprop.manual_deltas),),
+    witness: bool = True,
+) -> list[list[verify.Verdict]]:
+    """Verify cases of one group (same spec, batch and dtype) in one compiled program.
+
+    Args:
+        cases: cases with equal :attr:`Case.group`.
+        candidates: the gradients under test, ``(grad_fn, deltas_fn)`` pairs (default the
+            manual backprop alone); all are judged against the same references.
+        witness: take the finite-difference witnesses.
+
+    Returns:
+        ``verdicts[k][i]``: the :class:`~netcheck.verify.Verdict` of candidate ``k`` on
+        case ``i``.
+    """
+    if len({case.group for case in cases}) != 1:
+        raise ValueError("run_group needs cases of one group (same spec, batch and dtype)")
+    net = cases[0].net
+    with jax.enable_x64(True):
+        inputs = _stacked_inputs(cases)
+        program = _group_program(net, tuple(candidates), witness)
+        measured = jax.tree_util.tree_map(np.asarray, program(*inputs))
+    dtype = jnp.dtype(cases[0].dtype)
+    return [
+        [
+            verify.network_verdict(net, dtype, jax.tree_util.tree_map(lambda a, i=i: a[i], one))
+            for i in range(len(cases))
+        ]
+        for one in measured
+    ]
+
+
+def _groups(cases: Iterable[Case]) -> list[list[Case]]:
+    groups: dict[tuple[Any, ...], list[Case]] = {}
+    for case in cases:
+        groups.setdefault(case.group, []).append(case)
+    return list(groups.values())
+
+
+def case_record(case: Case, verdict: verify.Verdict) -> dict[str, Any]:
+    """One case of :func:`run_suite`.
+
+    Schema::
+
+        {"id": str, "spec": Case.spec(), "dtype": str, "ok": bool, "kink": bool,
+         "first_bad_layer": int | None, "reasons": [str], "worst_ratio": float,
+         "layers": [{"layer": ℓ, "worst_relative_error": float | None,
+                     "worst_ratio": float | None,
+                     "rows": {"delta"|"W"|"b": {"relative_error", "ratio", "status"}}}]}
+
+    ``ratio`` is distance / tolerance (below 1 passes); ``None`` stands for NaN/Inf.
+    """
+    layers = []
+    for layer in verdict.layers:
+        rows = {
+            row.kind: {
+                "relative_error": verify._jsonable(row.relative_error),
+                "ratio": verify._jsonable(row.ratio),
+                "status": row.status,
+            }
+            for row in layer.rows
+        }
+        layers.append(
+            {
+                "layer": layer.layer,
+                "worst_relative_error": verify._jsonable(
+                    max(row.relative_error for row in layer.rows)
+                ),
+                "worst_ratio": verify._jsonable(max(row.ratio for row in layer.rows)),
+                "rows": rows,
+            }
+        )
+    return {
+        "id": case.id,
+        "spec": case.spec(),
+        "dtype": case.dtype,
+        "ok": verdict.ok,
+        "kink": verdict.kink,
+        "first_bad_layer": verdict.first_bad_layer,
+        "reasons": list(verdict.reasons),
+        "worst_ratio": verify._jsonable(verdict.worst_ratio),
+        "layers": layers,
+    }
+
+
+def run_suite(cases: Sequence[Case], progress: bool = True) -> dict[str, Any]:
+    """Verify the manual backprop on every case.
+
+    Args:
+        cases: e.g. :func:`default_cases`.
+        progress: show a tqdm bar on stderr.
+
+    Returns:
+        ``{"kind": "suite", "n_cases": int, "n_failed": int, "ok": bool, "groups": int,
+        "wall_s": float, "constants": {"noise_multiple", "tie_multiple"},
+        "cases": [case_record(...)]}``, cases in the order given.
+    """
+    start = time.perf_counter()
+    records: dict[Case, dict[str, Any]] = {}
+    groups = _groups(cases)
+    with tqdm(total=len(cases), desc="verify", unit="case", disable=not progress) as bar:
+        for group in groups:
+            for case, verdict in zip(group, run_group(group)[0], strict=True):
+                records[case] = case_record(case, verdict)
+            bar.update(len(group))
+    ordered = [records[case] for case in cases]
+    failed = sum(not record["ok"] for record in ordered)
+    return {
+        "kind": "suite",
+        "n_cases": len(ordered),
+        "n_failed": failed,
+        "ok": failed == 0,
+        "groups": len(groups),
+        "wall_s": time.perf_counter() - start,
+        "constants": _constants(),
+        "cases": ordered,
+    }
+
+
+def _constants() -> dict[str, float]:
+    return {"noise_multiple": verify.NOISE_MULTIPLE, "tie_multiple": verify.TIE_MULTIPLE}
+
+
+# ----- the kill matrix ---------------------------------------------------------------
+
+KILL_SPECS: tuple[tuple[str, str, str, tuple[int, ...], int], ...] = (
+    ("tanh", "sigmoid", "squared_error", (5, 5, 5, 5), 5),
+    ("relu", "softmax", "squared_error", (4, 6, 6, 3), 3),
+    ("sigmoid", "sigmoid", "binary_cross_entropy", (3, 4, 1), 8),
+    ("gelu", "softmax", "softmax_cross_entropy", (2, 4, 4, 4), 6),
+)
+"""(activation, output, loss, sizes, batch) of the kill matrix; every mutant applies to
+at least one, and each exercises a different output rule."""
+
+
+def kill_cases(dtypes: Sequence[str] = ("float32", "float64"), seeds: int = 2) -> list[Case]:
+    """The cases the mutants are run on: :data:`KILL_SPECS` x ``dtypes`` x ``seeds``."""
+    for dtype in dtypes:
+        _check_choice(dtype, DTYPES, "dtype")
+    return [
+        Case(act, out, loss, sizes, batch, True, dtype, 7000 + 10 * index + s)
+        for index, (act, out, loss, sizes, batch) in enumerate(KILL_SPECS)
+        for dtype in dtypes
+        for s in range(seeds)
+    ]
+
+
+def kill_matrix(
+    dtypes: Sequence[str] = ("float32", "float64"),
+    mutants: Sequence[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run every mutant on every kill case where it applies, and the correct code as control.
+
+    Args:
+        dtypes: working dtypes of the kill cases (the ``scaled_layer`` bug, 1e-3, is below
+            bfloat16/float16 resolution, so those are not in the default).
+        mutants: names from :data:`netcheck.mutants.MUTANTS` (default all).
+        progress: show a tqdm bar on stderr.
+
+    Returns:
+        ``{"kind": "kill_matrix", "dtypes": [...], "all_killed": bool,
+        "all_localised": bool, "control_ok": bool, "wall_s": float,
+        "mutants": [{"name", "description", "corrupts", "killed": bool (every case),
+        "localised": bool (every case), "cases": [{"id", "dtype", "killed": bool,
+        "named_layer": int | None, "expected_layer": int, "localised": bool,
+        "reason": str | None}]}],
+        "control": [{"id", "dtype", "ok": bool, "reasons": [str]}]}``.
+    """
+    start = time.perf_counter()
+    names = list(MUTANTS) if mutants is None else list(mutants)
+    for name in names:
+        _check_choice(name, tuple(MUTANTS), "mutant")
+    cases = kill_cases(dtypes)
+    groups = _groups(cases)
+    control: list[dict[str, Any]] = []
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    with tqdm(total=len(groups), desc="mutants", unit="program", disable=not progress) as bar:
+        for group in groups:
+            net, batch = group[0].net, group[0].batch
+            applicable = [MUTANTS[name] for name in names if MUTANTS[name].applies(net, batch)]
+            candidates = [(backprop.manual_grad, backprop.manual_deltas)]
+            candidates += [(mutant.grad, mutant.deltas) for mutant in applicable]
+            control_verdicts, *mutant_verdicts = run_group(group, candidates, witness=False)
+            for case, verdict in zip(group, control_verdicts, strict=True):
+                control.append(
+                    {
+                        "id": case.id,
+                        "dtype": case.dtype,
+                        "ok": verdict.ok,
+                        "reasons": list(verdict.reasons),
+                    }
+                )
+            for mutant, verdicts in zip(applicable, mutant_verdicts, strict=True):
+                for case, verdict in zip(group, verdicts, strict=True):
+                    results[mutant.name].append(_kill_record(mutant, case, verdict))
+            bar.update()
+    records = []
+    for name in names:
+        rows = results[name]
+        mutant = MUTANTS[name]
+        records.append(
+            {
+                "name": name,
+                "description": mutant.description,
+                "corrupts": mutant.corrupts,
+                "killed": bool(rows) and all(row["killed"] for row in rows),
+                "localised": bool(rows) and all(row["localised"] for row in rows),
+                "cases": rows,
+            }
+        )
+    return {
+        "kind": "kill_matrix",
+        "dtypes": list(dtypes),
+        "all_killed": all(record["killed"] for record in records),
+        "all_localised": all(record["localised"] for record in records),
+        "control_ok": all(record["ok"] for record in control),
+        "wall_s": time.perf_counter() - start,
+        "mutants": records,
+        "control": control,
+    }
+
+
+def _kill_record(mutant: Mutant, case: Case, verdict: verify.Verdict) -> dict[str, Any]:
+    expected = mutant.expected_layer(case.net)
+    return {
+        "id": case.id,
+        "dtype": case.dtype,
+        "killed": not verdict.ok,
+        "named_layer": verdict.first_bad_layer,
+        "expected_layer": expected,
+        "localised": verdict.first_bad_layer == expected,
+        "reason": verdict.reason,
+    }
+
+
+# ----- detection power ---------------------------------------------------------------
+
+EPSILONS: tuple[float, ...] = tuple(float(10.0 ** (-k / 2)) for k in range(0, 31))
+"""The scalings ``1 + ε`` tried: ``ε = 1, 10^-0.5, ..., 10^-15``."""
+
+CHECK_GRADS_EPSILONS: tuple[float, ...] = tuple(float(10.0**-k) for k in range(0, 9))
+"""The coarser grid on which ``jax.test_util.check_grads`` is run (it is slow)."""
+
+_POWER_SPECS: tuple[tuple[str, str, str, tuple[int, ...], int, bool], ...] = (
+    ("tanh", "identity", "squared_error", (3, 8, 2), 8, True),
+    ("relu", "sigmoid", "binary_cross_entropy", (4, 6, 5, 1), 16, True),
+    ("sigmoid", "softmax", "softmax_cross_entropy", (5, 7, 4), 4, False),
+    ("gelu", "softmax", "squared_error", (2, 5, 5, 3), 12, True),
+    ("elu", "sigmoid", "squared_error", (6, 4, 2), 1, True),
+    ("silu", "identity", "squared_error", (3, 9, 9, 9, 2), 8, True),
+    ("softplus", "sigmoid", "binary_cross_entropy", (4, 3, 2), 6, False),
+    ("leaky_relu", "softmax", "softmax_cross_entropy", (3, 8, 8, 5), 10, True),
+)
+
+
+def power_cases(dtype: str, n_cases: int) -> list[Case]:
+    """``n_cases`` correct cases of one dtype, spread evenly over the power specs."""
+    _check_choice(dtype, DTYPES, "dtype")
+    if isinstance(n_cases, bool) or not isinstance(n_cases, int) or n_cases < 1:
+        raise ValueError(f"n_cases must be a positive int, got {n_cases!r}")
+    return [
+        Case(
+            *_POWER_SPECS[i % len(_POWER_SPECS)][:4],
+            *_POWER_SPECS[i % len(_POWER_SPECS)][4:],
+            dtype,
+            100_000 + i,
+        )
+        for i in range(n_cases)
+    ]
+
+
+@functools.cache
+def _power_program(net: Network) -> Any:
+    """Per case: the verifier's numbers for the manual gradient with one layer scaled by
+    ``1 + ε`` (in the working dtype), for every ``ε`` of the grid (``ε = 0`` first)."""
+
+    def one(params: Any, x: Array, y: Array, directions: Any, onehot: Array, eps: Array):
+        grads = backprop.manual_grad(net, params, x, y)
+        deltas = backprop.manual_deltas(net, params, x, y)
+
+        def scaled(epsilon: Array) -> dict[str, Any]:
+            wrong = [
+                {k: leaf * (1 + epsilon * onehot[i]).astype(leaf.dtype) for k, leaf in g.items()}
+                for i, g in enumerate(grads)
+            ]
+            return verify.measure_network(net, wrong, deltas, params, x, y, directions)
+
+        # The truth and floors do not depend on ε: vmap leaves them unbatched.
+        return jax.vmap(scaled)(eps)
+
+    return jax.jit(
+        jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None)), compiler_options=verify.FAST_COMPILE
+    )
+
+
+def detection_power(
+    dtypes: Sequence[str] = DTYPES,
+    n_cases: int = 1000,
+    check_grads_cases: int = 200,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Measure, per dtype, the smallest detected scaling of one layer's gradient.
+
+    For each correct case a random layer ``ℓ`` is chosen and ``∂L/∂W_ℓ, ∂L/∂b_ℓ`` are
+    multiplied by ``1 + ε`` in the working dtype, for every ``ε`` in :data:`EPSILONS`
+    (``ε = 0`` is the correct gradient: a failure there is a false alarm). The same is
+    done with ``jax.test_util.check_grads`` (reverse mode, its default tolerances) on the
+    first ``check_grads_cases`` cases, the gradient entering through a ``jax.custom_vjp``.
+
+    Returns:
+        ``{"kind": "detection_power", "wall_s": float, "epsilons": [...],
+        "check_grads_epsilons": [...], "dtypes": [{"dtype", "n_cases", "false_alarms",
+        "kinks", "detected_fraction": [per ε], "smallest_detected_all": ε | None (every
+        case flags it), "median_threshold": ε | None, "check_grads": {"n_cases",
+        "false_alarms", "detected_fraction": [per ε], "smallest_detected_all": ε | None}}]}``.
+    """
+    start = time.perf_counter()
+    for dtype in dtypes:
+        _check_choice(dtype, DTYPES, "dtype")
+    records = []
+    for dtype in dtypes:
+        cases = power_cases(dtype, n_cases)
+        ours = _power_ours(cases, progress)
+        theirs = _power_check_grads(cases[:check_grads_cases], progress)
+        records.append({"dtype": dtype, **ours, "check_grads": theirs})
+    return {
+        "kind": "detection_power",
+        "wall_s": time.perf_counter() - start,
+        "constants": _constants(),
+        "epsilons": list(EPSILONS),
+        "check_grads_epsilons": list(CHECK_GRADS_EPSILONS),
+        "dtypes": records,
+    }
+
+
+def _chosen_layer(case: Case) -> int:
+    return int(np.random.default_rng(case.seed).integers(1, len(case.sizes)))
+
+
+def _power_ours(cases: list[Case], progress: bool) -> dict[str, Any]:
+    eps = np.array((0.0, *EPSILONS))
+    detected = np.zeros((len(cases), len(EPSILONS)), bool)
+    false_alarms = 0
+    kinks = 0
+    row = 0
+    groups = _groups(cases)
+    desc = f"power {cases[0].dtype}"
+    with tqdm(total=len(cases), desc=desc, unit="case", disable=not progress) as bar:
+        for group in groups:
+            net = group[0].net
+            dtype = jnp.dtype(group[0].dtype)
+            onehot = np.eye(net.depth)[[_chosen_layer(case) - 1 for case in group]]
+            with jax.enable_x64(True):
+                inputs = _stacked_inputs(group)
+                measured = _power_program(net)(*inputs, jnp.asarray(onehot), jnp.asarray(eps))
+                measured = jax.tree_util.tree_map(np.asarray, measured)
+            for i in range(len(group)):
+                for j in range(len(eps)):
+                    one = jax.tree_util.tree_map(lambda a, i=i, j=j: a[i, j], measured)
+                    verdict = verify.network_verdict(net, dtype, one)
+                    if j == 0:
+                        false_alarms += not verdict.ok
+                        kinks += verdict.kink
+                    else:
+                        detected[row, j - 1] = not verdict.ok
+                row += 1
+            bar.update(len(group))
+    return {
+        "n_cases": len(cases),
+        "false_alarms": int(false_alarms),
+        "kinks": int(kinks),
+        **_power_summary(detected, EPSILONS),
+    }
+
+
+def _power_summary(detected: np.ndarray, epsilons: Sequence[float]) -> dict[str, Any]:
+    fraction = detected.mean(axis=0)
+    all_detected = [eps for eps, f in zip(epsilons, fraction, strict=True) if f == 1.0]
+    # Per case, the smallest ε detected with every larger ε detected too.
+    thresholds = []
+    for row in detected:
+        misses = np.flatnonzero(~row)
+        first_miss = misses[0] if misses.size else len(epsilons)
+        thresholds.append(epsilons[first_miss - 1] if first_miss > 0 else np.inf)
+    median = float(np.median(thresholds))
+    return {
+        "detected_fraction": [float(f) for f in fraction],
+        "smallest_detected_all": min(all_detected) if all_detected else None,
+        "median_threshold": median if np.isfinite(median) else None,
+    }
+
+
+def _power_check_grads(cases: list[Case], progress: bool) -> dict[str, Any]:
+    from jax.test_util import check_grads
+
+    detected = np.zeros((len(cases), len(CHECK_GRADS_EPSILONS)), bool)
+    false_alarms = 0
+    desc = f"check_grads {cases[0].dtype}" if cases else "check_grads"
+    enable = jnp.dtype(cases[0].dtype) == jnp.float64 if cases else False
+    with (
+        jax.enable_x64(enable),
+        tqdm(total=len(cases), desc=desc, unit="case", disable=not progress) as bar,
+    ):
+        for row, case in enumerate(cases):
+            net = case.net
+            dtype = jnp.dtype(case.dtype)
+            params, x, y = case_data(case)
+            params = jax.tree_util.tree_map(lambda a, d=dtype: jax.device_put(a.astype(d)), params)
+            x, y = jax.device_put(x.astype(dtype)), jax.device_put(y.astype(dtype))
+            onehot = jnp.asarray(np.eye(net.depth)[_chosen_layer(case) - 1], dtype)
+            for j, epsilon in enumerate((0.0, *CHECK_GRADS_EPSILONS)):
+                loss = _custom_vjp_loss(net, x, y, onehot, jnp.asarray(epsilon, dtype))
+                try:
+                    check_grads(loss, (params,), order=1, modes=("rev",))
+                    flagged = False
+                except AssertionError:
+                    flagged = True
+                if j == 0:
+                    false_alarms += flagged
+                else:
+                    detected[row, j - 1] = flagged
+            bar.update()
+    return {
+        "n_cases": len(cases),
+        "false_alarms": int(false_alarms),
+        **_power_summary(detected, CHECK_GRADS_EPSILONS),
+    }
+
+
+@functools.cache
+def _jitted_pieces(net: Network) -> tuple[Any, Any]:
+    loss = jax.jit(lambda params, x, y: net.mean_loss_unchecked(params, x, y))
+
+    def scaled_grad(params: Any, x: Array, y: Array, onehot: Array, eps: Array) -> Any:
+        grads = backprop.manual_grad(net, params, x, y)
+        return [
+            {k: leaf * (1 + eps * onehot[i]) for k, leaf in g.items()} for i, g in enumerate(grads)
+        ]
+
+    return loss, jax.jit(scaled_grad)
+
+
+def _custom_vjp_loss(net: Network, x: Array, y: Array, onehot: Array, eps: Array) -> Callable:
+    """The mean loss whose VJP is the manual gradient scaled by ``1 + ε`` on one layer."""
+    loss, scaled_grad = _jitted_pieces(net)
+
+    @jax.custom_vjp
+    def f(params: Any) -> Array:
+        return loss(params, x, y)
+
+    def forward(params: Any) -> tuple[Array, Any]:
+        return loss(params, x, y), params
+
+    def backward(params: Any, cotangent: Array) -> tuple[Any]:
+        grads = scaled_grad(params, x, y, onehot, eps)
+        return (jax.tree_util.tree_map(lambda g: cotangent * g, grads),)
+
+    f.defvjp(forward, backward)
+    return f
+
+
+def _check_choice(value: Any, allowed: Sequence[str], what: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a name (str), got {type(value).__name__}")
+    if value not in allowed:
+        raise ValueError(f"unknown {what} {value!r}; known: {', '.join(allowed)}")
