@@ -258,3 +258,62 @@ def test_notebook_02_training(kernel_path: Path, tmp_path: Path) -> None:
     assert all(np.isfinite(rate) and rate > 0 for rate in speed.values())
     assert all(loss < 0.75 * results["initial_loss"] for loss in final.values())
     assert final["netcheck trainer"] == pytest.approx(final["typical JAX loop"], rel=0.2)
+
+
+def _classifier_loss(params: dict, x, y):
+    """Notebook 03's model with the plain layer norm (ε = 1e-5), written again here."""
+    import jax
+    import jax.numpy as jnp
+
+    # Explicit [None, :]: the tests run with rank promotion off.
+    h = x @ params["dense1"]["W"].T + params["dense1"]["b"][None, :]
+    mean = h.mean(axis=-1, keepdims=True)
+    variance = ((h - mean) ** 2).mean(axis=-1, keepdims=True)
+    gain, bias = params["norm"]["gain"][None, :], params["norm"]["bias"][None, :]
+    h = gain * (h - mean) / jnp.sqrt(variance + 1e-5) + bias
+    logits = jnp.tanh(h) @ params["dense2"]["W"].T + params["dense2"]["b"][None, :]
+    return -jnp.mean(jnp.sum(y * jax.nn.log_softmax(logits), axis=-1))
+
+
+def test_notebook_03_your_own_backward_pass(kernel_path: Path, tmp_path: Path, x64) -> None:
+    import jax
+    import jax.numpy as jnp
+
+    results = results_of(execute_fresh("03_your_own_backward_pass", tmp_path))
+    point = results["point"]
+
+    def as_f64(tree):  # JSON nested lists -> float64 arrays, keeping the dicts
+        is_array = lambda value: isinstance(value, list)  # noqa: E731
+        return jax.tree.map(lambda leaf: jnp.asarray(leaf, jnp.float64), tree, is_leaf=is_array)
+
+    params, x, y = as_f64(point["params"]), as_f64(point["x"]), as_f64(point["y"])
+    assert x.shape == (32, 8) and y.shape == (32, 3)
+
+    # The truth: float64 jax.grad of the plain model, computed here. The slipped backward
+    # pass's error is in dense1 only (upstream of the layer norm), far above float32
+    # round-off there (relative ~1e-4) and at round-off everywhere else.
+    truth = jax.grad(_classifier_loss)(params, x, y)
+    slipped = as_f64(results["slipped_grad"])
+    paths_and_truth = jax.tree_util.tree_leaves_with_path(truth)
+    wrong = {"['dense1']['W']", "['dense1']['b']"}
+    for (path, t), c in zip(paths_and_truth, jax.tree.leaves(slipped), strict=True):
+        name = jax.tree_util.keystr(path)
+        relative = float(jnp.linalg.norm(c - t) / jnp.linalg.norm(t))
+        reported = results["slipped"][name]
+        if name in wrong:
+            assert relative > 1e-5, name
+            assert reported["ok"] is False, name
+            assert reported["relative_error"] == pytest.approx(relative, rel=0.01), name
+        else:
+            assert relative < 1e-6, name
+            assert reported["ok"] is True, name
+    assert set(results["slipped"]) == {jax.tree_util.keystr(p) for p, _ in paths_and_truth}
+    assert results["slipped_ok"] is False
+
+    # The right custom VJP passes with float32 round-off errors on every leaf.
+    assert results["right_ok"] is True
+    assert all(r["ok"] and r["relative_error"] < 1e-6 for r in results["right"].values())
+    # The operation alone: only its input cotangent fails.
+    assert {name for name, r in results["op"].items() if not r["ok"]} == {"['h']"}
+    # The notebook's claim about a fixed tolerance: check_grads passes the slip.
+    assert results["check_grads_passes"] == {"right": True, "forgot ε": True}
