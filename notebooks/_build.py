@@ -544,6 +544,32 @@ results["sign_bug"] = {
 }
 
 # %% [markdown]
+### The other classic mistakes
+
+netcheck keeps the slide's sign among its *planted bugs*: small variants of its own
+backprop, each a mistake people make when they code the slides (`netcheck verify --mutants`
+runs them all on many networks). Those that apply to our little network, each judged by
+`verify` and localised to the layer where it sits:
+
+# %%
+from netcheck.mutants import MUTANTS
+
+caught = {}
+for mutant in MUTANTS.values():
+    if not mutant.applies(net, len(X)):
+        continue  # e.g. "W not transposed" needs a square layer, softmax bugs a softmax
+    mutant_verdict = verify(net, params, X, Y, grad_fn=mutant.grad, deltas_fn=mutant.deltas)
+    caught[mutant.name] = {
+        "caught": not mutant_verdict.ok,
+        "bug in layer": mutant.expected_layer(net),
+        "verdict names layer": mutant_verdict.first_bad_layer,
+    }
+    print(f"{mutant.description:<64}  caught: {not mutant_verdict.ok!s:<5}  "
+          f"bug in layer {mutant.expected_layer(net)}, "
+          f"named layer {mutant_verdict.first_bad_layer}")
+results["mutants"] = caught
+
+# %% [markdown]
 ## Summary
 
 The key numbers of this notebook, with the example they come from. The test suite
@@ -817,7 +843,7 @@ print(json.dumps(results, ensure_ascii=False))
 # 03: checking your own backward pass
 # ---------------------------------------------------------------------------------------
 
-NB03 = r'''
+NB03 = r"""
 # %% [markdown]
 # 03 · Checking your own backward pass with `check_gradient`
 
@@ -1029,7 +1055,7 @@ results.update(
     slipped_grad=jax.tree.map(lambda leaf: np.asarray(leaf).tolist(), slipped_grad(params, x, y)),
 )
 print(json.dumps(results, ensure_ascii=False))
-'''
+"""
 
 NOTEBOOKS = {
     "01_backprop_by_hand": NB01,

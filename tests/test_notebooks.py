@@ -209,6 +209,11 @@ def test_notebook_01_backprop_by_hand(kernel_path: Path, tmp_path: Path) -> None
     descended, climbed = (_mean_squared_error_loss(ws, x, y) for ws in stepped)
     assert list(steps.values()) == pytest.approx([loss, descended, climbed], abs=1e-10)
     assert descended < loss < climbed
+    # Every planted bug that applies is caught and localised to its own layer.
+    assert "slide_sign" in results["mutants"]
+    for name, row in results["mutants"].items():
+        assert row["caught"] is True, name
+        assert row["verdict names layer"] == row["bug in layer"], name
 
 
 def _numpy_accuracy(params: list[dict[str, list]], x: np.ndarray, y: np.ndarray) -> float:
