@@ -232,13 +232,16 @@ def _epoch_and_evaluate(
 def init_state(params: Params, optimizer: optax.GradientTransformation, key: Any) -> TrainState:
     """A fresh :class:`TrainState`: ``optimizer.init(params)``, the key, epoch 0.
 
+    The state holds copies of ``params`` and ``key``: the compiled step and epoch donate
+    their state, and that must never delete the caller's arrays.
+
     Args:
         params: the parameter pytree.
         optimizer: an optax ``GradientTransformation``.
         key: a typed key (``jax.random.key``) or a raw ``uint32`` key (``jax.random.PRNGKey``).
     """
     _check_optimizer(optimizer)
-    key = _checked_key(key)
+    params, key = jax.tree.map(jnp.copy, (params, _checked_key(key)))
     return TrainState(params, optimizer.init(params), key, jnp.zeros((), jnp.int32))
 
 

@@ -147,6 +147,7 @@ def test_help_exits_0(capsys):
         (["moons", "--resume", "missing.npz"], "does not exist"),
         (["missing.csv"], "missing.csv"),
         (["moons", "--output-activation", "softmax"], "needs output_activation='sigmoid'"),
+        (["moons", "--save", "no/such/folder/run.npz"], "--save: folder 'no/such/folder'"),
     ],
     ids=[
         "unknown-dataset",
@@ -157,6 +158,7 @@ def test_help_exits_0(capsys):
         "missing-checkpoint",
         "missing-file",
         "bad-network",
+        "save-folder-missing",
     ],
 )
 def test_bad_usage_exits_2_with_one_line(tmp_path, monkeypatch, capsys, arguments, message):

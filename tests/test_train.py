@@ -379,3 +379,17 @@ def test_check_every_records_verdicts(monkeypatch):
     )
     _, history = train(net, params, (x, y), check_every=2, **kwargs)
     assert [check["ok"] for check in history["checks"]] == [False, False]
+
+
+def test_donating_steps_never_delete_the_callers_arrays():
+    net = Network((2, 3, 1))
+    optimizer = optax.sgd(0.1)
+    params, key = net.init(jax.random.key(0)), jax.random.key(1)
+    x, y = (jnp.asarray(a) for a in _regression_data(10, 2, 1))
+    epoch = make_epoch_fn(net, optimizer, n_examples=10, batch_size=4)
+    step = make_train_step(net, optimizer)
+    epoch(init_state(params, optimizer, key), x, y)
+    step(init_state(params, optimizer, key), x, y)
+    # Still alive: reading them raises if a donation deleted them.
+    assert np.isfinite(np.asarray(params[0]["W"])).all()
+    assert jax.random.key_data(key).shape == (2,)

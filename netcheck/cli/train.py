@@ -172,6 +172,11 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}"
             )
+    for flag in ("save", "json"):
+        path = getattr(args, flag)
+        if path is not None and not Path(path).parent.is_dir():
+            # Refused now rather than after the whole run.
+            raise UsageError(f"--{flag}: folder {str(Path(path).parent)!r} does not exist")
     optimizer = build_optimizer(args.optimizer, args.lr)
     train, test = load_data(args)
     net, state, history = _starting_point(args, train, optimizer)
