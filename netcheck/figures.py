@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 Record = dict[str, Any]
@@ -290,6 +291,199 @@ def training_figure(training: Record) -> Figure:
     return figure
 
 
+DTYPE_COLOR = {
+    "float64": "#2ca02c",
+    "float32": "#1f77b4",
+    "bfloat16": "#ff7f0e",
+    "float16": "#9467bd",
+}
+
+
+def _suite_dtypes(cases: Sequence[Record]) -> list[str]:
+    order = list(DTYPE_COLOR)
+    return sorted({c["dtype"] for c in cases}, key=lambda d: order.index(d) if d in order else 99)
+
+
+def _positive(values: Sequence[float | None], floor: float) -> np.ndarray:
+    """Values for a log axis: None (NaN/Inf in the record) drawn at the top (at least 10),
+    zeros at ``floor``."""
+    finite = [v for v in values if v is not None]
+    top = max([*finite, 1.0]) * 10
+    return np.array([top if v is None else max(v, floor) for v in values])
+
+
+def _worst_error(case: Record) -> float | None:
+    """A case's worst relative error over its layers; None if any layer's is NaN/Inf."""
+    errors = [layer["worst_relative_error"] for layer in case["layers"]]
+    return None if any(e is None for e in errors) else max(errors)
+
+
+def agreement_figure(suite: Record) -> Figure:
+    """Agreement per dtype against its tolerance: the distribution over cases.
+
+    Args:
+        suite: a ``netcheck.suite.run_suite`` record.
+
+    Returns:
+        Two panels, one column of points per dtype: each case's worst ``distance /
+        tolerance`` (the verifier passes a case below 1), and its worst relative error.
+    """
+    figure, (ratios, errors) = _figure(2)
+    cases = suite["cases"]
+    dtypes = _suite_dtypes(cases)
+    rng = np.random.default_rng(0)  # horizontal jitter only, for readability
+    for index, dtype in enumerate(dtypes):
+        mine = [c for c in cases if c["dtype"] == dtype]
+        ratio = _positive([c["worst_ratio"] for c in mine], 1e-6)
+        error = _positive([_worst_error(c) for c in mine], 1e-18)
+        x = index + rng.uniform(-0.15, 0.15, len(mine))
+        failed = np.array([not c["ok"] for c in mine])
+        for axis, values in ((ratios, ratio), (errors, error)):
+            axis.scatter(
+                x[~failed], values[~failed], s=14, color=DTYPE_COLOR.get(dtype, "k"), alpha=0.8
+            )
+            axis.scatter(x[failed], values[failed], s=30, marker="x", color="red")
+    ratios.axhline(1.0, color="black", linestyle="--", linewidth=1, label="tolerance")
+    for axis in (ratios, errors):
+        axis.set_xticks(range(len(dtypes)), dtypes)
+        axis.set_xlim(-0.5, len(dtypes) - 0.5)
+        axis.set_yscale("log")
+    ratios.set(
+        ylabel="worst distance / tolerance per case",
+        title=f"Manual vs float64 truth, {len(cases)} cases (x: failed)",
+    )
+    ratios.legend(fontsize=7)
+    errors.set(
+        ylabel="worst relative error per case",
+        title="Relative error by dtype (NaN/Inf drawn at the top)",
+    )
+    return figure
+
+
+def layer_error_heatmap(suite: Record) -> Figure:
+    """Per-layer error: ``log10(distance / tolerance)`` per case (rows) and layer (columns).
+
+    Args:
+        suite: a ``netcheck.suite.run_suite`` record.
+
+    Returns:
+        A heat map; cells left blank where a case's network has fewer layers, and NaN/Inf
+        drawn at the top of the colour scale.
+    """
+    cases = suite["cases"]
+    depth = max(len(c["layers"]) for c in cases)
+    grid = np.full((len(cases), depth), np.nan)
+    for row, case in enumerate(cases):
+        for layer in case["layers"]:
+            ratio = layer["worst_ratio"]
+            grid[row, layer["layer"] - 1] = 3.0 if ratio is None else np.log10(max(ratio, 1e-6))
+    height = min(2.0 + 0.18 * len(cases), 30.0)
+    figure = Figure(figsize=(7.5, height), layout="constrained")
+    axis = figure.subplots()
+    image = axis.imshow(
+        grid, aspect="auto", cmap="RdYlGn_r", vmin=-4, vmax=2, interpolation="nearest"
+    )
+    axis.set_xticks(range(depth), [f"ℓ={layer}" for layer in range(1, depth + 1)])
+    axis.set_yticks(range(len(cases)), [f"{c['id']}" for c in cases], fontsize=6)
+    axis.set_title("Per-layer worst distance / tolerance (log10; above 0 fails)")
+    figure.colorbar(image, ax=axis, label="log10(distance / tolerance)")
+    return figure
+
+
+KILL_COLORS = {"localised": "#2ca02c", "killed": "#ffbf00", "survived": "#d62728", "n/a": "#eeeeee"}
+
+
+def kill_matrix_figure(kill: Record) -> Figure:
+    """The planted-bug kill matrix: each mutant (rows) on each kill case (columns).
+
+    Args:
+        kill: a ``netcheck.suite.kill_matrix`` record.
+
+    Returns:
+        A grid coloured green (caught at the layer where the bug is), amber (caught,
+        another layer named), red (survived), grey (the mutant does not apply there); the
+        first row is the correct code, green where it passes and red on a false alarm.
+    """
+    case_ids = [c["id"] for c in kill["control"]]
+    column = {case_id: i for i, case_id in enumerate(case_ids)}
+    codes = list(KILL_COLORS)
+    grid = np.full((len(kill["mutants"]) + 1, len(case_ids)), codes.index("n/a"))
+    for case in kill["control"]:
+        grid[0, column[case["id"]]] = codes.index("localised" if case["ok"] else "survived")
+    for row, mutant in enumerate(kill["mutants"], start=1):
+        for case in mutant["cases"]:
+            state = (
+                ("localised" if case["localised"] else "killed") if case["killed"] else ("survived")
+            )
+            grid[row, column[case["id"]]] = codes.index(state)
+    height = 1.5 + 0.32 * grid.shape[0]
+    figure = Figure(figsize=(max(7.0, 0.35 * len(case_ids) + 3), height), layout="constrained")
+    axis = figure.subplots()
+    axis.imshow(
+        grid,
+        aspect="auto",
+        cmap=ListedColormap(list(KILL_COLORS.values())),
+        vmin=-0.5,
+        vmax=len(codes) - 0.5,
+        interpolation="nearest",
+    )
+    axis.set_yticks(
+        range(grid.shape[0]), ["(correct code)"] + [m["name"] for m in kill["mutants"]], fontsize=7
+    )
+    axis.set_xticks(range(len(case_ids)), case_ids, rotation=90, fontsize=5)
+    axis.set_title(
+        "Kill matrix: green caught at the right layer, amber caught elsewhere, red survived",
+        fontsize=9,
+    )
+    return figure
+
+
+def detection_power_figure(power: Record) -> Figure:
+    """Detection power per dtype, the verifier beside ``jax.test_util.check_grads``.
+
+    Args:
+        power: a ``netcheck.suite.detection_power`` record.
+
+    Returns:
+        The fraction of cases flagged when one layer's gradient is scaled by ``1 + ε``,
+        against ``ε`` (log axis), solid for netcheck, dashed for check_grads; false alarms
+        (``ε = 0``) in the legend.
+    """
+    figure, (axis,) = _figure(1, width=7.5, height=4.5)
+    for entry in power["dtypes"]:
+        color = DTYPE_COLOR.get(entry["dtype"], "k")
+        axis.plot(
+            power["epsilons"],
+            entry["detected_fraction"],
+            "-o",
+            markersize=3,
+            color=color,
+            label=f"netcheck {entry['dtype']} "
+            f"({entry['false_alarms']}/{entry['n_cases']} false alarms)",
+        )
+        theirs = entry["check_grads"]
+        if theirs["n_cases"]:
+            axis.plot(
+                power["check_grads_epsilons"],
+                theirs["detected_fraction"],
+                "--s",
+                markersize=3,
+                color=color,
+                alpha=0.7,
+                label=f"check_grads {entry['dtype']} "
+                f"({theirs['false_alarms']}/{theirs['n_cases']} false alarms)",
+            )
+    axis.set(
+        xscale="log",
+        xlabel="ε (one layer's gradient scaled by 1 + ε)",
+        ylabel="fraction of cases flagged",
+        ylim=(-0.03, 1.03),
+        title="Detection power: smaller ε caught = more sensitive",
+    )
+    axis.legend(fontsize=6)
+    return figure
+
+
 @dataclass(frozen=True)
 class FigureSpec:
     """One figure of a report: its file, the stage it reads, its renderer and caption."""
@@ -301,6 +495,30 @@ class FigureSpec:
 
 
 FIGURES: tuple[FigureSpec, ...] = (
+    FigureSpec(
+        "agreement.png",
+        "verification",
+        agreement_figure,
+        "Agreement per dtype against its tolerance: each case's worst distance / tolerance.",
+    ),
+    FigureSpec(
+        "layer_errors.png",
+        "verification",
+        layer_error_heatmap,
+        "Per-layer error heat map: log10(distance / tolerance) per case and layer.",
+    ),
+    FigureSpec(
+        "kill_matrix.png",
+        "kill_matrix",
+        kill_matrix_figure,
+        "Planted bugs against the verifier: caught, and at which layer.",
+    ),
+    FigureSpec(
+        "detection_power.png",
+        "detection_power",
+        detection_power_figure,
+        "Detection power per dtype: netcheck's verifier beside jax.test_util.check_grads.",
+    ),
     FigureSpec(
         "bench_time.png",
         "bench",

@@ -232,19 +232,92 @@ def training_comparison(settings: Mapping[str, Any] = TRAINING, progress: bool =
     }
 
 
-def default_stages(bench_grid: str | bench.Grid = "report") -> dict[str, StageRunner]:
-    """The stages of ``netcheck report``, sized to finish within 3 minutes on 2 CPU cores.
+def _suite() -> Any:
+    try:
+        from netcheck import suite
+    except ImportError as error:
+        raise MissingStage(f"netcheck.suite is not available here ({error})") from None
+    return suite
+
+
+def verification_stage(quick: bool = True, max_cases: int | None = None) -> StageRunner:
+    """The verification suite: ``suite.run_suite(suite.default_cases(quick=quick))``.
 
     Args:
-        bench_grid: the benchmark grid (default ``"report"``, a reduced default grid).
+        quick: the quick selection of cases.
+        max_cases: keep only the first cases (for a smoke run).
+    """
+
+    def run(progress: bool) -> Record:
+        suite = _suite()
+        cases = suite.default_cases(quick=quick)[:max_cases]
+        return suite.run_suite(cases, progress=progress)
+
+    return run
+
+
+def kill_matrix_stage(dtypes: Sequence[str] = ("float32", "float64")) -> StageRunner:
+    """The planted-bug kill matrix: ``suite.kill_matrix(dtypes)``."""
+    return lambda progress: _suite().kill_matrix(dtypes=tuple(dtypes), progress=progress)
+
+
+def detection_power_stage(
+    dtypes: Sequence[str] = ("float64", "float32", "bfloat16", "float16"),
+    n_cases: int = 1000,
+    check_grads_cases: int = 200,
+) -> StageRunner:
+    """Detection power per dtype beside check_grads: ``suite.detection_power(...)``."""
+    return lambda progress: _suite().detection_power(
+        dtypes=tuple(dtypes),
+        n_cases=n_cases,
+        check_grads_cases=check_grads_cases,
+        progress=progress,
+    )
+
+
+REPORT_SETTINGS: dict[str, Any] = {
+    "verification": {"quick": True},
+    "kill_matrix": {"dtypes": ["float32"]},
+    "detection_power": {
+        "dtypes": ["float64", "float32", "bfloat16", "float16"],
+        "n_cases": 16,
+        "check_grads_cases": 4,
+    },
+    "bench": {"grid": "report"},
+    "training": {k: list(v) if isinstance(v, tuple) else v for k, v in TRAINING.items()},
+}
+"""What ``netcheck report`` runs by default: every stage reduced so that the whole report
+takes about 3 minutes on two idle CPU cores (the quick suite, the kill matrix in float32,
+16 detection-power cases per dtype, the reduced ``report`` benchmark grid). The full
+versions are the stage functions' defaults."""
+
+
+def default_stages(
+    settings: Mapping[str, Mapping[str, Any]] = REPORT_SETTINGS,
+) -> dict[str, StageRunner]:
+    """The stages of ``netcheck report``.
+
+    Args:
+        settings: per stage, the keyword arguments of its ``*_stage`` function (bench:
+            ``grid``; training: a :data:`TRAINING`-like dict); default
+            :data:`REPORT_SETTINGS`.
 
     Returns:
-        stage name -> runner.
+        stage name -> runner, for every stage in ``settings``.
     """
-    return {
-        "bench": bench_stage(bench_grid),
-        "training": lambda progress: training_comparison(TRAINING, progress),
+    builders: dict[str, Callable[..., StageRunner]] = {
+        "verification": verification_stage,
+        "kill_matrix": kill_matrix_stage,
+        "detection_power": detection_power_stage,
+        "bench": lambda grid="report": bench_stage(grid),
+        "training": lambda **training: (
+            lambda progress: training_comparison({**TRAINING, **training}, progress)
+        ),
     }
+    unknown = sorted(set(settings) - set(builders))
+    if unknown:
+        raise ValueError(f"unknown report stage(s) {unknown}; known: {', '.join(STAGES)}")
+    return {stage: builders[stage](**options) for stage, options in settings.items()}
 
 
 # ----- the record on disk -------------------------------------------------------------
@@ -494,7 +567,122 @@ def stage_tables(stage: str, record: Record) -> list[Table]:
         return [*tables, slow] if slow.rows else tables
     if stage == "training":
         return [training_table(record)]
+    if stage == "verification":
+        tables = [verification_table(record)]
+        failures = verification_failures_table(record)
+        return [*tables, failures] if failures.rows else tables
+    if stage == "kill_matrix":
+        return [kill_table(record)]
+    if stage == "detection_power":
+        return [power_table(record)]
     return []
+
+
+def verification_table(record: Record) -> Table:
+    """Per dtype: cases, failures, kinks, and the median and worst distance / tolerance."""
+    rows = []
+    dtypes = sorted({c["dtype"] for c in record["cases"]})
+    for dtype in dtypes:
+        cases = [c for c in record["cases"] if c["dtype"] == dtype]
+        ratios = [c["worst_ratio"] for c in cases]
+        finite = [r for r in ratios if r is not None]
+        rows.append(
+            [
+                dtype,
+                fmt(len(cases)),
+                fmt(sum(not c["ok"] for c in cases)),
+                fmt(sum(bool(c["kink"]) for c in cases)),
+                fmt(statistics.median(finite) if finite else None),
+                "nan/inf" if len(finite) < len(ratios) else fmt(max(finite)),
+            ]
+        )
+    return Table(
+        "Manual gradient vs the float64 truth, per dtype",
+        [
+            "dtype",
+            "cases",
+            "failed",
+            "kinks",
+            "median worst distance/tolerance",
+            "max worst distance/tolerance",
+        ],
+        rows,
+        note=f"{record['n_cases']} cases, {record['n_failed']} failed. A case passes when "
+        "every layer's distance to float64 autodiff is within "
+        f"{fmt(record['constants']['noise_multiple'])} x autodiff's own error at that dtype "
+        "(distance/tolerance below 1).",
+    )
+
+
+def verification_failures_table(record: Record) -> Table:
+    """The failed cases, with the first bad layer and the verifier's reasons."""
+    rows = [
+        [c["id"], c["dtype"], fmt(c["first_bad_layer"]), "; ".join(c["reasons"])]
+        for c in record["cases"]
+        if not c["ok"]
+    ]
+    return Table("Failed cases", ["case", "dtype", "first bad layer", "reasons"], rows)
+
+
+def kill_table(record: Record) -> Table:
+    """Per planted bug: what it corrupts, on how many cases it ran, caught, localised."""
+    rows = [
+        [
+            m["name"],
+            m["corrupts"],
+            fmt(len(m["cases"])),
+            fmt(sum(c["killed"] for c in m["cases"])),
+            fmt(sum(c["localised"] for c in m["cases"])),
+            m["description"],
+        ]
+        for m in record["mutants"]
+    ]
+    control = record["control"]
+    return Table(
+        "Planted bugs",
+        ["mutant", "corrupts", "cases", "caught", "right layer named", "the mistake"],
+        rows,
+        note=f"dtypes {', '.join(record['dtypes'])}. All caught: {fmt(record['all_killed'])}; "
+        f"all localised: {fmt(record['all_localised'])}; correct code passes on "
+        f"{sum(c['ok'] for c in control)} of {len(control)} cases.",
+    )
+
+
+def power_table(record: Record) -> Table:
+    """Per dtype: false alarms and the smallest scaling caught, netcheck vs check_grads."""
+    rows = []
+    for entry in record["dtypes"]:
+        theirs = entry["check_grads"]
+        rows.append(
+            [
+                entry["dtype"],
+                fmt(entry["n_cases"]),
+                fmt(entry["false_alarms"]),
+                fmt(entry["kinks"]),
+                fmt(entry["smallest_detected_all"]),
+                fmt(entry["median_threshold"]),
+                fmt(theirs["n_cases"]),
+                fmt(theirs["false_alarms"]),
+                fmt(theirs["smallest_detected_all"]),
+            ]
+        )
+    return Table(
+        "Detection power: one layer's gradient scaled by 1 + ε",
+        [
+            "dtype",
+            "cases",
+            "false alarms",
+            "kinks",
+            "smallest ε caught in every case",
+            "median per-case threshold",
+            "check_grads cases",
+            "check_grads false alarms",
+            "check_grads smallest ε caught in every case",
+        ],
+        rows,
+        note="ε = 0 is the correct gradient: a failure there is a false alarm. check_grads "
+        "runs on the first cases only (it is slow), at its default tolerances.",
+    )
 
 
 def training_table(record: Record) -> Table:
@@ -588,13 +776,26 @@ def check_outcomes(record: Record) -> dict[str, bool | None]:
         name -> True (passed), False (failed) or None (could not be judged).
     """
     outcomes: dict[str, bool | None] = {}
-    for stage in STAGES:
-        entry = record["stages"].get(stage, {})
-        if entry.get("status") != "ok":
-            continue
-        if stage == "bench":
-            for goal in entry["record"]["goals"]:
-                outcomes[f"goal: {goal['name']}"] = goal["passed"]
+    stages = {
+        stage: entry["record"]
+        for stage, entry in record["stages"].items()
+        if entry.get("status") == "ok"
+    }
+    if "verification" in stages:
+        outcomes["verification: every case agrees with the float64 truth"] = stages["verification"][
+            "ok"
+        ]
+    if "kill_matrix" in stages:
+        kill = stages["kill_matrix"]
+        outcomes["kill matrix: every planted bug caught"] = kill["all_killed"]
+        outcomes["kill matrix: every planted bug localised"] = kill["all_localised"]
+        outcomes["kill matrix: the correct code passes"] = kill["control_ok"]
+    if "detection_power" in stages:
+        alarms = sum(entry["false_alarms"] for entry in stages["detection_power"]["dtypes"])
+        outcomes["detection power: no false alarm on correct gradients"] = alarms == 0
+    if "bench" in stages:
+        for goal in stages["bench"]["goals"]:
+            outcomes[f"goal: {goal['name']}"] = goal["passed"]
     return outcomes
 
 

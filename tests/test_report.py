@@ -12,6 +12,7 @@ from pathlib import Path
 
 import matplotlib.image
 import pytest
+from test_figures import kill_record, power_record  # records in the suite's documented layout
 
 from netcheck import bench, figures, report
 
@@ -28,7 +29,13 @@ TINY_TRAINING = {
 
 
 def tiny_stages():
+    # Real runs of the verification suite (3 cases), the benchmark (2 shapes) and training
+    # (3 epochs); the kill matrix and detection power, tens of seconds even when tiny, are
+    # plain records in their documented layout.
     return {
+        "verification": report.verification_stage(max_cases=3),
+        "kill_matrix": lambda progress: kill_record(),
+        "detection_power": lambda progress: power_record(),
         "bench": report.bench_stage(TINY_GRID),
         "training": lambda progress: report.training_comparison(TINY_TRAINING, progress),
     }
@@ -39,9 +46,15 @@ def record():
     return report.run_report(tiny_stages(), name="test", progress=False)
 
 
-@pytest.fixture
-def written(record, tmp_path):
-    return report.write_report(record, tmp_path / "reports" / "test")
+@pytest.fixture(scope="module")
+def written(record, tmp_path_factory):
+    # Written once, read by the tests below; tests that write make their own folders.
+    return report.write_report(record, tmp_path_factory.mktemp("reports") / "test")
+
+
+def only(record, *stages):
+    """The record with only some stages: quicker to render."""
+    return {**record, "stages": {s: record["stages"][s] for s in stages}}
 
 
 class _Cells(html.parser.HTMLParser):
@@ -132,6 +145,51 @@ def test_rendered_numbers_equal_results_json(written):
         ]
         for grad, f in training["final"].items()
     ]
+    suite = saved["stages"]["verification"]["record"]
+    for dtype in sorted({c["dtype"] for c in suite["cases"]}):
+        cases = [c for c in suite["cases"] if c["dtype"] == dtype]
+        ratios = sorted(c["worst_ratio"] for c in cases)
+        median = (
+            ratios[len(ratios) // 2]
+            if len(ratios) % 2
+            else (ratios[len(ratios) // 2 - 1] + ratios[len(ratios) // 2]) / 2
+        )
+        expected.append(
+            [
+                dtype,
+                str(len(cases)),
+                str(sum(not c["ok"] for c in cases)),
+                str(sum(c["kink"] for c in cases)),
+                report.fmt(median),
+                report.fmt(max(ratios)),
+            ]
+        )
+    for mutant in saved["stages"]["kill_matrix"]["record"]["mutants"]:
+        expected.append(
+            [
+                mutant["name"],
+                mutant["corrupts"],
+                str(len(mutant["cases"])),
+                str(sum(c["killed"] for c in mutant["cases"])),
+                str(sum(c["localised"] for c in mutant["cases"])),
+                mutant["description"],
+            ]
+        )
+    for entry in saved["stages"]["detection_power"]["record"]["dtypes"]:
+        theirs = entry["check_grads"]
+        expected.append(
+            [
+                entry["dtype"],
+                str(entry["n_cases"]),
+                str(entry["false_alarms"]),
+                str(entry["kinks"]),
+                report.fmt(entry["smallest_detected_all"]),
+                report.fmt(entry["median_threshold"]),
+                str(theirs["n_cases"]),
+                str(theirs["false_alarms"]),
+                report.fmt(theirs["smallest_detected_all"]),
+            ]
+        )
     md_rows = markdown_rows(written / "report.md")
     html_rows = html_cells(written / "index.html").rows
     for row in expected:
@@ -161,11 +219,14 @@ def test_from_results_json_reproduces_the_report(written, tmp_path):
         assert (again / spec.filename).read_bytes() == (written / spec.filename).read_bytes()
 
 
-def test_rewriting_replaces_the_old_report_and_leaves_no_temporaries(record, written):
-    (written / "stale.txt").write_text("from an older report")
-    report.write_report(record, written)
-    assert not (written / "stale.txt").exists()
-    assert sorted(p.name for p in written.parent.iterdir()) == ["test"]
+def test_rewriting_replaces_the_old_report_and_leaves_no_temporaries(record, tmp_path):
+    small = only(record, "training")
+    target = report.write_report(small, tmp_path / "test")
+    (target / "stale.txt").write_text("from an older report")
+    report.write_report(small, target)
+    assert not (target / "stale.txt").exists()
+    assert (target / "training.png").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["test"]
 
 
 @pytest.mark.parametrize(
@@ -205,25 +266,29 @@ def test_a_failing_stage_leaves_no_directory(tmp_path):
 
 
 def test_a_failing_render_leaves_no_partial_directory_and_keeps_the_old(
-    record, written, monkeypatch
+    record, tmp_path, monkeypatch
 ):
-    before = {p.name: p.read_bytes() for p in written.iterdir()}
+    written = tmp_path / "test"
+    written.mkdir()
+    (written / "index.html").write_text("the previous report")
 
     def broken(_record):
         raise RuntimeError("simulated crash while drawing")
 
-    spec = figures.FIGURES[-1]
-    patched = (
-        *figures.FIGURES[:-1],
-        figures.FigureSpec(spec.filename, spec.stage, broken, spec.caption),
+    # The training figure fails after the bench figures are already in the staging folder.
+    patched = tuple(
+        figures.FigureSpec(s.filename, s.stage, broken, s.caption) if s.stage == "training" else s
+        for s in figures.FIGURES
     )
     monkeypatch.setattr(report, "FIGURES", patched)
+    small = only(record, "bench", "training")
     with pytest.raises(RuntimeError, match="simulated crash while drawing"):
-        report.write_report(record, written)
+        report.write_report(small, written)
     with pytest.raises(RuntimeError, match="simulated crash while drawing"):
-        report.write_report(record, written.parent / "fresh")
-    assert sorted(p.name for p in written.parent.iterdir()) == ["test"]
-    assert {p.name: p.read_bytes() for p in written.iterdir()} == before
+        report.write_report(small, tmp_path / "fresh")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["test"]
+    assert [p.name for p in written.iterdir()] == ["index.html"]
+    assert (written / "index.html").read_text() == "the previous report"
 
 
 def test_missing_stage_is_recorded_and_rendered(tmp_path):
@@ -237,6 +302,18 @@ def test_missing_stage_is_recorded_and_rendered(tmp_path):
     }
     out = report.write_report(rec, tmp_path / "r")
     assert "Missing: netcheck.suite is not installed" in (out / "report.md").read_text()
+
+
+def test_check_outcomes_follow_the_records(record):
+    outcomes = report.check_outcomes(record)
+    suite = record["stages"]["verification"]["record"]
+    assert outcomes["verification: every case agrees with the float64 truth"] is suite["ok"]
+    # The kill record above has a surviving mutant and a false alarm on the correct code.
+    assert outcomes["kill matrix: every planted bug caught"] is False
+    assert outcomes["kill matrix: the correct code passes"] is False
+    assert outcomes["detection power: no false alarm on correct gradients"] is True
+    goals = record["stages"]["bench"]["record"]["goals"]
+    assert [outcomes[f"goal: {g['name']}"] for g in goals] == [g["passed"] for g in goals]
 
 
 def test_bad_arguments_are_refused():

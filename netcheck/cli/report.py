@@ -45,9 +45,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--bench-grid",
-        default="report",
         choices=tuple(bench.GRIDS),
-        help="benchmark grid of the bench stage (default: report, a reduced default grid)",
+        help="benchmark grid of the bench stage (default: report, a reduced default grid; "
+        "with --full: default)",
+    )
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="the full stages (216-case suite, kill matrix in float32 and float64, 1000 "
+        "detection-power cases per dtype, the default bench grid): tens of minutes on a CPU",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results record here")
     parser.add_argument(
@@ -68,19 +74,11 @@ def run(args: argparse.Namespace) -> int:
         record = report.load_record(args.source)
         record = {**record, "name": args.name}
     else:
-        stages = report.default_stages(bench_grid=args.bench_grid)
-        if args.stages is not None:
-            unknown = sorted(set(args.stages) - set(report.STAGES))
-            if unknown:
-                raise UsageError(
-                    f"--stages: unknown stage(s) {', '.join(unknown)}; "
-                    f"known: {', '.join(report.STAGES)}"
-                )
-            stages = {name: stages[name] for name in stages if name in args.stages}
+        settings = stage_settings(args)
         record = report.run_report(
-            stages,
+            report.default_stages(settings),
             name=args.name,
-            settings={"bench_grid": args.bench_grid, "stages": sorted(stages)},
+            settings=settings,
             progress=not args.no_progress,
         )
     report.write_report(record, directory)
@@ -90,6 +88,33 @@ def run(args: argparse.Namespace) -> int:
     for line in report.verdict_lines(record):
         print(line)
     return _exit_code(record, args.strict)
+
+
+FULL_SETTINGS: dict[str, dict[str, Any]] = {
+    "verification": {"quick": False},
+    "kill_matrix": {},
+    "detection_power": {},
+    "bench": {"grid": "default"},
+    "training": {},
+}
+"""``--full``: every stage at its own function's defaults."""
+
+
+def stage_settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Per-stage settings from ``--full``, ``--bench-grid`` and ``--stages``."""
+    base = FULL_SETTINGS if args.full else report.REPORT_SETTINGS
+    settings = {stage: dict(options) for stage, options in base.items()}
+    if args.bench_grid is not None:
+        settings["bench"]["grid"] = args.bench_grid
+    if args.stages is not None:
+        unknown = sorted(set(args.stages) - set(report.STAGES))
+        if unknown:
+            raise UsageError(
+                f"--stages: unknown stage(s) {', '.join(unknown)}; "
+                f"known: {', '.join(report.STAGES)}"
+            )
+        settings = {stage: options for stage, options in settings.items() if stage in args.stages}
+    return settings
 
 
 def _exit_code(record: dict[str, Any], strict: bool) -> int:
