@@ -38,11 +38,11 @@ BUILDER = _load_builder()
 
 
 @pytest.fixture(scope="session")
-def kernel_path(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A kernel spec that runs *this* interpreter, so the notebooks test this checkout.
+def kernel_spec_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a kernel spec that runs *this* interpreter.
 
     A "python3" kernel spec elsewhere on the machine could point at another Python; a
-    spec of our own, first on ``JUPYTER_PATH``, cannot.
+    spec of our own, first on ``JUPYTER_PATH``, runs the checkout under test.
     """
     root = tmp_path_factory.mktemp("jupyter")
     spec_dir = root / "kernels" / KERNEL_NAME
@@ -53,13 +53,17 @@ def kernel_path(tmp_path_factory: pytest.TempPathFactory) -> Any:
         "language": "python",
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    return root
+
+
+@pytest.fixture
+def kernel_path(kernel_spec_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Put the test kernel spec first on ``JUPYTER_PATH`` for one test."""
     previous = os.environ.get("JUPYTER_PATH")
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(root), previous]))
-    yield root
-    if previous is None:
-        del os.environ["JUPYTER_PATH"]
-    else:
-        os.environ["JUPYTER_PATH"] = previous
+    monkeypatch.setenv(
+        "JUPYTER_PATH", os.pathsep.join(filter(None, [str(kernel_spec_root), previous]))
+    )
+    return kernel_spec_root
 
 
 def execute_fresh(name: str, workdir: Path) -> nbformat.NotebookNode:
