@@ -363,14 +363,14 @@ def test_check_every_records_verdicts(monkeypatch):
     net = Network((3, 5, 1), "tanh", "sigmoid", "binary_cross_entropy")
     x, _ = _regression_data(30, 3, 1)
     y = (x[:, :1] > 0).astype(np.float32)
-    kwargs = dict(optimizer=optax.sgd(0.5), epochs=4, batch_size=8, key=jax.random.key(0))
+    kwargs = dict(optimizer=optax.sgd(0.5), epochs=3, batch_size=8, key=jax.random.key(0))
     params = net.init(jax.random.key(1))
     _, history = train(net, params, (x, y), check_every=2, **kwargs)
-    assert [check["epoch"] for check in history["checks"]] == [2, 4]
+    assert [check["epoch"] for check in history["checks"]] == [2]
     assert all(check["ok"] and check["verdict"]["ok"] for check in history["checks"])
     json.dumps(history, allow_nan=False)
 
-    # A manual gradient 10% too large (what the verifier receives) is caught at every check.
+    # A manual gradient 10% too large (what the verifier receives) is caught.
     correct = netcheck.backprop.manual_grad_jit
     monkeypatch.setattr(
         netcheck.backprop,
@@ -378,7 +378,7 @@ def test_check_every_records_verdicts(monkeypatch):
         lambda *args: jax.tree.map(lambda g: 1.1 * g, correct(*args)),
     )
     _, history = train(net, params, (x, y), check_every=2, **kwargs)
-    assert [check["ok"] for check in history["checks"]] == [False, False]
+    assert [check["ok"] for check in history["checks"]] == [False]
 
 
 def test_donating_steps_never_delete_the_callers_arrays():
