@@ -68,7 +68,7 @@ DeltasFn = Callable[[Network, Params, Array, Array], list[Array]]
 NOISE_MULTIPLE = 8.0
 """``K``: a quantity passes within ``K`` times autodiff's own distance to the truth."""
 
-TIE_MULTIPLE = 32.0
+TIE_MULTIPLE = 4.0
 """``T``: the dtype floor is ``T · u · ‖t‖``, for leaves where autodiff ties the truth."""
 
 FD_MULTIPLE = 10.0
@@ -293,7 +293,7 @@ class Verdict:
 
 # ----- measuring (pure, jit- and vmap-able; run with float64 enabled) -----------------
 
-METRICS = ("distance", "max_abs", "scale", "cosine", "floor", "nonfinite")
+METRICS = ("distance", "max_abs", "scale", "magnitude", "cosine", "floor", "nonfinite")
 """What :func:`measure_quantities` returns per quantity (with the ``fd_*`` fields below)."""
 
 WITNESS_METRICS = ("fd_value", "fd_error", "fd_kink", "fd_truth", "fd_candidate")
@@ -307,6 +307,7 @@ def measure_quantities(
     working_truths: Sequence[Array],
     floor_scales: Sequence[float],
     directions: Sequence[Array] | None = None,
+    magnitudes: Sequence[Array | None] | None = None,
 ) -> dict[str, Array]:
     """The distances of ``R`` quantities at once, each metric an ``(R,)`` float64 array.
 
@@ -322,9 +323,13 @@ def measure_quantities(
         floor_scales: per quantity, the factor applied to ``‖working - working_truth‖``
             (1, or ``u_64/u_32`` for float64).
         directions: unit directions per quantity for ``t·d`` and ``c·d`` (optional).
+        magnitudes: per quantity, the elementwise sum of the *absolute values* of the
+            terms that add up to it (``|Δ|ᵀ|A|/n`` for ``∂L/∂W``), or ``None`` for ``|t|``.
+            Rounding error is relative to this, not to ``|t|``, when the terms cancel.
 
     Returns:
-        ``distance ‖c-t‖``, ``max_abs``, ``scale ‖t‖``, ``cosine``, ``floor φ``,
+        ``distance ‖c-t‖``, ``max_abs``, ``scale ‖t‖``, ``magnitude`` (the norm of the
+        magnitudes), ``cosine``, ``floor φ``,
         ``nonfinite`` (NaN/Inf count in ``c``), and with directions ``fd_truth``,
         ``fd_candidate``; plus ``working_nonfinite`` (NaN/Inf count in ``workings``).
     """
@@ -337,7 +342,10 @@ def measure_quantities(
 
     c, t = flat(candidates), flat(truths)
     w, tw = flat(workings), flat(working_truths)
-    columns = [(c - t) ** 2, t * t, c * c, c * t, (w - tw) ** 2]
+    if magnitudes is None:
+        magnitudes = [None] * count
+    m = flat([jnp.abs(t) if a is None else a for a, t in zip(magnitudes, truths, strict=True)])
+    columns = [(c - t) ** 2, t * t, c * c, c * t, (w - tw) ** 2, m * m]
     columns += [(~jnp.isfinite(c)).astype(_F64), (~jnp.isfinite(w)).astype(_F64)]
     if directions is not None:
         d = flat(directions)
@@ -361,11 +369,12 @@ def measure_quantities(
         "scale": t_norm,
         "cosine": cosine,
         "floor": jnp.sqrt(sums[:, 4]) * jnp.asarray(floor_scales, _F64),
-        "nonfinite": sums[:, 5],
-        "working_nonfinite": sums[:, 6],
+        "magnitude": jnp.sqrt(sums[:, 5]),
+        "nonfinite": sums[:, 6],
+        "working_nonfinite": sums[:, 7],
     }
     if directions is not None:
-        metrics["fd_truth"], metrics["fd_candidate"] = sums[:, 7], sums[:, 8]
+        metrics["fd_truth"], metrics["fd_candidate"] = sums[:, 8], sums[:, 9]
     return metrics
 
 
@@ -437,6 +446,32 @@ def _floor_inputs(
     scale = unit_roundoff(_F64) / unit_roundoff(_F32)
     working_truths = _autodiff_quantities(net, _upcast(params), x.astype(_F64), y.astype(_F64))
     return _autodiff_quantities(net, params, x, y), working_truths, scale
+
+
+def _network_magnitudes(
+    net: Network, p64: Params, x64: Array, truths: list[Array]
+) -> list[Array | None]:
+    """The summed absolute terms of each weight and bias gradient (float64 truth).
+
+    ``∂L/∂W_ℓ = Σ_i δ^ℓ_i (a^{ℓ-1}_i)ᵀ / n`` and ``∂L/∂b_ℓ = Σ_i δ^ℓ_i / n`` are sums that
+    can cancel (a single output bias of a balanced batch is near 0); rounding then scales
+    with ``|Δ^ℓ|ᵀ|A^{ℓ-1}|/n`` and ``Σ_i |δ^ℓ_i|/n``, which are what the dtype floor uses.
+    ``δ^ℓ`` keeps ``|t|`` (``None``).
+    """
+    activations = net.forward_cache(p64, x64).activations
+    batch = x64.shape[0]
+    named = dict(zip(quantity_names(net), truths, strict=True))
+    magnitudes: list[Array | None] = []
+    for name in quantity_names(net):
+        kind, layer_text = name.split("/")
+        delta = jnp.abs(named[f"delta/{layer_text}"])
+        if kind == "W":
+            magnitudes.append(delta.T @ jnp.abs(activations[int(layer_text) - 1]) / batch)
+        elif kind == "b":
+            magnitudes.append(jnp.sum(delta, axis=0) / batch)
+        else:
+            magnitudes.append(None)
+    return magnitudes
 
 
 def witness_directions(net: Network, batch: int, seed: int) -> list[np.ndarray]:
@@ -554,6 +589,7 @@ def measure_network_many(
     p64, x64, y64 = _upcast(params), x.astype(_F64), y.astype(_F64)
     truths = _autodiff_quantities(net, p64, x64, y64)
     workings, working_truths, scale = _floor_inputs(net, params, x, y, truths)
+    magnitudes = _network_magnitudes(net, p64, x64, truths)
     witness = {}
     if directions is not None:
         estimate = _network_witnesses(net, params, x, y, directions)
@@ -583,6 +619,7 @@ def measure_network_many(
             working_truths,
             [scale] * len(truths),
             directions,
+            magnitudes,
         )
         measurements.append({"metrics": {**metrics, **witness}, **shared})
     return measurements
@@ -619,7 +656,8 @@ def judge_quantity(
     values = {key: float(value) for key, value in metrics.items()}
     u = unit_roundoff(dtype)
     distance, scale, floor = values["distance"], values["scale"], values["floor"]
-    dtype_floor = TIE_MULTIPLE * u * scale
+    magnitude = values.get("magnitude", scale)
+    dtype_floor = TIE_MULTIPLE * u * magnitude
     tolerance = NOISE_MULTIPLE * floor + dtype_floor
     floor_source = (
         "autodiff float32 vs float64, x u64/u32"
@@ -627,8 +665,8 @@ def judge_quantity(
         else f"autodiff {jnp.dtype(dtype).name} vs float64"
     )
     why = (
-        f"tol = K*floor + T*u*|t| = {NOISE_MULTIPLE:g}*{floor:.3g} ({floor_source}) "
-        f"+ {TIE_MULTIPLE:g}*{u:.3g}*{scale:.3g}"
+        f"tol = K*floor + T*u*|terms| = {NOISE_MULTIPLE:g}*{floor:.3g} ({floor_source}) "
+        f"+ {TIE_MULTIPLE:g}*{u:.3g}*{magnitude:.3g}"
     )
     witness = None
     witness_bad = False
