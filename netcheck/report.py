@@ -280,15 +280,16 @@ REPORT_SETTINGS: dict[str, Any] = {
     "kill_matrix": {"dtypes": ["float32"]},
     "detection_power": {
         "dtypes": ["float64", "float32", "bfloat16", "float16"],
-        "n_cases": 16,
-        "check_grads_cases": 4,
+        "n_cases": 8,
+        "check_grads_cases": 2,
     },
     "bench": {"grid": "report"},
     "training": {k: list(v) if isinstance(v, tuple) else v for k, v in TRAINING.items()},
 }
 """What ``netcheck report`` runs by default: every stage reduced so that the whole report
 takes about 3 minutes on two idle CPU cores (the quick suite, the kill matrix in float32,
-16 detection-power cases per dtype, the reduced ``report`` benchmark grid). The full
+8 detection-power cases per dtype (one per
+spec), 2 of them also through check_grads, the reduced ``report`` benchmark grid). The full
 versions are the stage functions' defaults."""
 
 
@@ -501,6 +502,7 @@ def bench_table(record: Record) -> Table:
                 fmt(roof["flops_per_s"] / 1e9),
                 fmt_bytes(manual and manual["temp_bytes"]),
                 fmt_bytes(auto and auto["temp_bytes"]),
+                fmt(_ratio(manual and manual["xla_flops"], auto and auto["xla_flops"])),
             ]
         )
     return Table(
@@ -517,11 +519,13 @@ def bench_table(record: Record) -> Table:
             "roofline GFLOP/s",
             "manual temp KiB",
             "jax.grad temp KiB",
+            "XLA FLOPs manual/jax.grad",
         ],
         rows,
         note="FLOPs: the matrix products of one forward-plus-backward step. Roofline: those "
         "products alone, timed in the same run. Ratios are paired: the median over rounds of "
-        "the two times measured back to back in each round. Temp: compiled temporary memory.",
+        "the two times measured back to back in each round. Temp: compiled temporary memory. "
+        "XLA FLOPs: XLA's own count of every operation in the compiled programs.",
     )
 
 
@@ -548,6 +552,10 @@ def slow_methods_table(record: Record) -> Table:
     for method in ("manual", *slow):
         columns += [f"{method} ms", f"{method}/roofline"]
     return Table("The other methods (small shapes only)", columns, rows)
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return None if not numerator or not denominator else numerator / denominator
 
 
 def bench_label(row: Record) -> str:
@@ -765,6 +773,17 @@ def _closing_note(record: Record) -> list[str]:
             f"manual/jax.grad over {len(ratios)} shapes: median {fmt(statistics.median(ratios))}, "
             f"min {fmt(min(ratios))}, max {fmt(max(ratios))}. Timings on a shared machine are "
             "noisy; the methods of a shape were interleaved so that noise hits them alike."
+        )
+    work = [
+        _ratio(r["methods"]["manual"]["xla_flops"], r["methods"]["autodiff"]["xla_flops"])
+        for r in bench_entry["record"]["results"]
+        if "manual" in r["methods"] and "autodiff" in r["methods"]
+    ]
+    work = [w for w in work if w is not None]
+    if work:
+        lines.append(
+            "Noise-free comparison of the compiled programs: XLA's FLOP count of manual over "
+            f"jax.grad's ranges from {fmt(min(work))} to {fmt(max(work))} over the shapes."
         )
     return lines
 

@@ -187,7 +187,9 @@ def test_compiled_temp_bytes_come_from_memory_analysis(tiny_record):
     x = jnp.ones((3, 8))
     from netcheck.backprop import manual_grad_jit
 
-    analysis = manual_grad_jit.lower(net, params, x, x).compile().memory_analysis()
+    compiled = manual_grad_jit.lower(net, params, x, x).compile()
+    assert row["methods"]["manual"]["xla_flops"] == compiled.cost_analysis()["flops"]
+    analysis = compiled.memory_analysis()
     if analysis is None:
         pytest.skip("no memory analysis on this backend")
     assert row["methods"]["manual"]["temp_bytes"] == analysis.temp_size_in_bytes

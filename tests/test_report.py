@@ -117,6 +117,7 @@ def expected_bench_rows(saved: dict) -> list[list[str]]:
                 report.fmt(m["roofline"]["flops_per_s"] / 1e9),
                 report.fmt(m["manual"]["temp_bytes"] / 1024),
                 report.fmt(m["autodiff"]["temp_bytes"] / 1024),
+                report.fmt(m["manual"]["xla_flops"] / m["autodiff"]["xla_flops"]),
             ]
         )
     return rows
