@@ -2,11 +2,17 @@
 
 float64 is enabled only inside tests that ask for it (the ``x64`` fixture), through
 ``jax.enable_x64``, so it never leaks into other tests.
+
+The ``make_problem`` fixture draws a network's parameters and a batch with numpy (not with
+``Network.init``), so gradient tests do not depend on the code under test for their data.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
+import numpy as np
 import pytest
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
@@ -18,3 +24,40 @@ def x64():
     """Run the test with 64-bit JAX enabled, restoring the previous mode afterwards."""
     with jax.enable_x64(True):
         yield
+
+
+def draw_problem(
+    sizes: tuple[int, ...], loss: str, bias: bool, batch: int, seed: int
+) -> tuple[list[dict[str, np.ndarray]], np.ndarray, np.ndarray]:
+    """Float64 numpy parameters and a batch for a network; cast them as each test needs.
+
+    Weights are N(0, 1/n_in) (pre-activations of order one: every activation is exercised
+    off its flat tails), biases N(0, 0.25). Targets fit the loss: real values for squared
+    error, soft labels in [0, 1] for binary cross-entropy, one-hot rows for softmax
+    cross-entropy.
+
+    Returns:
+        ``(params, x (batch, n_0), y (batch, n_L))``.
+    """
+    rng = np.random.default_rng(seed)
+    params = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+        layer = {"W": rng.normal(0.0, 1.0 / np.sqrt(n_in), (n_out, n_in))}
+        if bias:
+            layer["b"] = rng.normal(0.0, 0.5, (n_out,))
+        params.append(layer)
+    x = rng.normal(0.0, 1.0, (batch, sizes[0]))
+    n_out = sizes[-1]
+    if loss == "squared_error":
+        y = rng.normal(0.0, 1.0, (batch, n_out))
+    elif loss == "binary_cross_entropy":
+        y = rng.uniform(0.0, 1.0, (batch, n_out))
+    else:
+        y = np.eye(n_out)[rng.integers(0, n_out, batch)]
+    return params, x, y
+
+
+@pytest.fixture(scope="session")
+def make_problem() -> Callable[..., tuple[list[dict[str, np.ndarray]], np.ndarray, np.ndarray]]:
+    """:func:`draw_problem`, as a fixture (session-scoped: it is a pure function)."""
+    return draw_problem
