@@ -26,6 +26,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from netcheck._io import write_bytes_atomic
+
 HERE = Path(__file__).resolve().parent
 KERNEL_NAME = "python3"
 TIMEOUT_S = 300
@@ -114,8 +116,6 @@ def execute(notebook: nbformat.NotebookNode, cwd: Path = HERE) -> nbformat.Noteb
 
 def write(notebook: nbformat.NotebookNode, path: Path) -> None:
     """Validate ``notebook`` and write it to ``path`` atomically."""
-    from netcheck._io import write_bytes_atomic
-
     nbformat.validate(notebook)
     write_bytes_atomic(path, (nbformat.writes(notebook) + "\n").encode())
     path.chmod(0o644)  # the temporary file behind the atomic write is private (0600)
@@ -367,6 +367,7 @@ for layer in (3, 2, 1):
 ## Slide 9 · Backpropagation
 
 For a network with layers $1..L$:
+
 1. feed $x$ through the network, computing $a^1, \dots, a^L$ and $\hat y(x)$;
 2. $G(\ell) = \mathrm{diag}(g'(z^\ell_1), \dots, g'(z^\ell_{n_\ell}))$ for $\ell = 1, \dots, L$;
 3. $\delta^L = G(L)(\hat y - y)$ (the slide: $(y - \hat y)$, see above);
@@ -397,7 +398,7 @@ for layer in (1, 2, 3):
 ### Three implementations and the reference, on a batch
 
 For a batch of $n$ examples the gradient of the mean loss is the mean of the per-example
-gradients. netcheck has three ways to compute it, plus the reference:
+gradients. Three implementations of the recursion, and the reference:
 
 - `nc.literal_grad`: the slides as printed, one example at a time with $G(\ell)$ as
   matrices, then the mean;
@@ -578,7 +579,7 @@ results["mutants"] = caught
 
 The key numbers of this notebook, with the example they come from. The test suite
 (`tests/test_notebooks.py`) runs the notebook again and checks them against its own
-finite differences.
+finite differences and numpy computations.
 
 # %% tags=results
 import json
