@@ -16,8 +16,10 @@ minibatch orders:
 - ``jax-loop``: the typical JAX loop, a Python ``for`` over minibatches sliced on the host,
   each calling a jitted ``jax.value_and_grad`` + optax step.
 
-Each trainer runs ``epochs`` epochs; the first is a warm-up (compilation) and the rate is
-``n / median(seconds per later epoch)``. The final losses (mean loss on the whole
+Each trainer runs ``epochs`` epochs, interleaved round by round (every trainer's k-th epoch
+back to back) so that all of them share the load of a busy machine; the first round is a
+warm-up (compilation). Rates are ``n / median(seconds per later epoch)``; speedups are the
+median over rounds of the paired ratio of epoch times. The final losses (mean loss on the whole
 training set) must agree within ``LOSS_RTOL``. Run ``python -m netcheck.train_bench``.
 """
 
@@ -27,7 +29,7 @@ import argparse
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -83,60 +85,59 @@ def epoch_orders(key: jax.Array, n_examples: int, epochs: int) -> Order:
     return orders
 
 
-# ----- the three trainers ------------------------------------------------------------------
-# Each returns (final params as numpy arrays [(W, b)], seconds per epoch).
+# ----- the four trainers -------------------------------------------------------------------
+# Each is a generator: one epoch per next(), yielding (seconds, params as numpy [(W, b)]);
+# the benchmark interleaves them epoch by epoch so that they share the machine's load.
+
+NumpyParams = list[tuple[np.ndarray, np.ndarray]]
+EpochRunner = Iterator[tuple[float, NumpyParams]]
 
 
-def run_netcheck(
-    net: Network,
-    params: Params,
-    x: np.ndarray,
-    y: np.ndarray,
-    key: jax.Array,
-    batch_size: int,
-    epochs: int,
-) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[float]]:
-    """netcheck's trainer (manual gradient); the seconds of each epoch, host to host."""
+def netcheck_fit(
+    net: Network, params: Params, x: np.ndarray, y: np.ndarray, key: jax.Array, batch_size: int
+) -> EpochRunner:
+    """netcheck's trainer, :func:`netcheck.train.fit`, called for one epoch at a time.
+
+    Each call re-checks the data and evaluates the whole training set after the epoch, and
+    both are inside the time (the compiled epoch itself is cached across the calls).
+    """
     optimizer = optax.sgd(LEARNING_RATE)
-    stamps = [time.perf_counter()]
-    state, _ = fit(
-        net,
-        init_state(params, optimizer, key),
-        (x, y),
-        optimizer=optimizer,
-        epochs=epochs,
-        batch_size=batch_size,
-        on_epoch=lambda state, row: stamps.append(time.perf_counter()),
-    )
-    return _as_numpy(state.params), list(np.diff(stamps))
+    state, history = init_state(params, optimizer, key), None
+    x_device, y_device = jnp.asarray(x), jnp.asarray(y)
+    while True:
+        start = time.perf_counter()
+        state, history = fit(
+            net,
+            state,
+            (x_device, y_device),
+            optimizer=optimizer,
+            epochs=1,
+            batch_size=batch_size,
+            history=history,
+        )
+        seconds = time.perf_counter() - start  # fit returns after a host sync on the metrics
+        yield seconds, _as_numpy(state.params)
 
 
-def run_netcheck_epochs(
-    net: Network,
-    params: Params,
-    x: np.ndarray,
-    y: np.ndarray,
-    key: jax.Array,
-    batch_size: int,
-    epochs: int,
-) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[float]]:
+def netcheck_epoch(
+    net: Network, params: Params, x: np.ndarray, y: np.ndarray, key: jax.Array, batch_size: int
+) -> EpochRunner:
     """netcheck's compiled epoch alone (:func:`netcheck.train.make_epoch_fn`), no evaluation."""
     optimizer = optax.sgd(LEARNING_RATE)
     epoch = make_epoch_fn(net, optimizer, n_examples=x.shape[0], batch_size=batch_size)
-    state = init_state(jax.tree.map(jnp.copy, params), optimizer, key)
+    state = init_state(params, optimizer, key)
     x_device, y_device = jnp.asarray(x), jnp.asarray(y)
-    seconds = []
-    for _ in range(epochs):
+    while True:
         start = time.perf_counter()
         state, _, _ = epoch(state, x_device, y_device)
         jax.block_until_ready(state)
-        seconds.append(time.perf_counter() - start)
-    return _as_numpy(state.params), seconds
+        seconds = time.perf_counter() - start
+        yield seconds, _as_numpy(state.params)
 
 
-def run_jax_loop(
+def jax_loop(
     net: Network, params: Params, x: np.ndarray, y: np.ndarray, orders: Order, batch_size: int
-) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[float]]:
+) -> EpochRunner:
     """The typical JAX loop: a jitted ``value_and_grad`` + optax step per host minibatch."""
     optimizer = optax.sgd(LEARNING_RATE)
 
@@ -147,32 +148,30 @@ def run_jax_loop(
         return optax.apply_updates(params, updates), opt_state, loss
 
     opt_state = optimizer.init(params)
-    seconds = []
     for order in orders:
         start = time.perf_counter()
         for begin in range(0, len(order), batch_size):
             rows = order[begin : begin + batch_size]
             params, opt_state, _ = step(params, opt_state, x[rows], y[rows])
         jax.block_until_ready(params)
-        seconds.append(time.perf_counter() - start)
-    return _as_numpy(params), seconds
+        seconds = time.perf_counter() - start
+        yield seconds, _as_numpy(params)
 
 
-def run_numpy_loop(
+def numpy_loop(
     params: Params, x: np.ndarray, y: np.ndarray, orders: Order, batch_size: int
-) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[float]]:
+) -> EpochRunner:
     """Nielsen's ``network.py`` SGD: per-example backprop on column vectors, float64."""
     weights = [np.asarray(layer["W"], np.float64) for layer in params]
     biases = [np.asarray(layer["b"], np.float64)[:, None] for layer in params]
     x64, y64 = x.astype(np.float64), y.astype(np.float64)
-    seconds = []
     for order in orders:
         start = time.perf_counter()
         for begin in range(0, len(order), batch_size):
             rows = order[begin : begin + batch_size]
             _nielsen_update_mini_batch(weights, biases, x64[rows], y64[rows], LEARNING_RATE)
-        seconds.append(time.perf_counter() - start)
-    return [(w, b[:, 0]) for w, b in zip(weights, biases, strict=True)], seconds
+        seconds = time.perf_counter() - start
+        yield seconds, [(w.copy(), b[:, 0].copy()) for w, b in zip(weights, biases, strict=True)]
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -219,9 +218,7 @@ def _nielsen_backprop(
     return nabla_w, nabla_b
 
 
-def numpy_mean_loss(
-    params: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray, y: np.ndarray
-) -> float:
+def numpy_mean_loss(params: NumpyParams, x: np.ndarray, y: np.ndarray) -> float:
     """``1/n Σ_i ½‖ŷ_i - y_i‖²`` in float64 numpy, the common yardstick of the final losses."""
     a = x.astype(np.float64)
     for w, b in params:
@@ -229,7 +226,7 @@ def numpy_mean_loss(
     return float(np.mean(0.5 * np.sum((a - y) ** 2, axis=1)))
 
 
-def _as_numpy(params: Params) -> list[tuple[np.ndarray, np.ndarray]]:
+def _as_numpy(params: Params) -> NumpyParams:
     return [(np.asarray(layer["W"]), np.asarray(layer["b"])) for layer in params]
 
 
@@ -243,19 +240,20 @@ def run_benchmark(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Time the three trainers at each batch size; return a JSON-able record.
+    """Time the four trainers at each batch size, interleaved; return a JSON-able record.
 
     Args:
         n_examples: training rows of synthetic MNIST-shaped data.
         epochs: epochs per trainer, at least 2 (the first is the warm-up).
         batch_sizes: the minibatch sizes to time.
         seed: seeds the data, the initial parameters and the shuffles.
-        progress: called with a line of text as each run finishes.
+        progress: called with a line of text per trainer as each batch size finishes.
 
     Returns:
         ``{"config", "device", "rows", "speedups"}``; one row per (batch size, trainer) with
         ``examples_per_second``, ``epoch_seconds`` and ``final_loss``; ``speedups`` gives,
-        per batch size, netcheck's rate over each loop's and whether the losses agree.
+        per batch size, the median paired ratio of the loops' epoch times over netcheck's
+        (``fit`` and the compiled epoch alone) and whether the final losses agree.
     """
     if epochs < 2:
         raise ValueError(f"epochs must be at least 2 (one warm-up, one timed), got {epochs}")
@@ -266,39 +264,38 @@ def run_benchmark(
     orders = epoch_orders(key_shuffle, n_examples, epochs)
     rows, speedups = [], {}
     for batch_size in batch_sizes:
-        runs = {
-            "netcheck": lambda b=batch_size: run_netcheck(
-                net, params, x, y, key_shuffle, b, epochs
-            ),
-            "nc-epoch": lambda b=batch_size: run_netcheck_epochs(
-                net, params, x, y, key_shuffle, b, epochs
-            ),
-            "jax-loop": lambda b=batch_size: run_jax_loop(net, params, x, y, orders, b),
-            "numpy-loop": lambda b=batch_size: run_numpy_loop(params, x, y, orders, b),
+        runners = {
+            "netcheck": netcheck_fit(net, params, x, y, key_shuffle, batch_size),
+            "nc-epoch": netcheck_epoch(net, params, x, y, key_shuffle, batch_size),
+            "jax-loop": jax_loop(net, params, x, y, orders, batch_size),
+            "numpy-loop": numpy_loop(params, x, y, orders, batch_size),
         }
-        rates, losses = {}, {}
-        for name, run in runs.items():
-            final, seconds = run()
-            timed = statistics.median(seconds[1:])
-            rates[name] = n_examples / timed
-            losses[name] = numpy_mean_loss(final, x, y)
+        seconds: dict[str, list[float]] = {name: [] for name in runners}
+        final: dict[str, NumpyParams] = {}
+        for _ in range(epochs):  # interleaved: every trainer's k-th epoch in one round
+            for name, runner in runners.items():
+                epoch_seconds, final[name] = next(runner)
+                seconds[name].append(epoch_seconds)
+        losses = {name: numpy_mean_loss(final[name], x, y) for name in runners}
+        for name in runners:
+            timed = statistics.median(seconds[name][1:])
             rows.append(
                 {
                     "batch_size": batch_size,
                     "trainer": name,
-                    "examples_per_second": rates[name],
+                    "examples_per_second": n_examples / timed,
                     "epoch_seconds": timed,
                     "final_loss": losses[name],
                 }
             )
             if progress is not None:
-                progress(f"batch {batch_size:>5} {name:>10}: {rates[name]:12.0f} examples/s")
+                progress(f"batch {batch_size:>5} {name:>10}: {n_examples / timed:12.0f} examples/s")
         reference = losses["numpy-loop"]
         speedups[str(batch_size)] = {
-            "over_numpy_loop": rates["netcheck"] / rates["numpy-loop"],
-            "over_jax_loop": rates["netcheck"] / rates["jax-loop"],
-            "epoch_over_numpy_loop": rates["nc-epoch"] / rates["numpy-loop"],
-            "epoch_over_jax_loop": rates["nc-epoch"] / rates["jax-loop"],
+            "over_numpy_loop": _paired_speedup(seconds["numpy-loop"], seconds["netcheck"]),
+            "over_jax_loop": _paired_speedup(seconds["jax-loop"], seconds["netcheck"]),
+            "epoch_over_numpy_loop": _paired_speedup(seconds["numpy-loop"], seconds["nc-epoch"]),
+            "epoch_over_jax_loop": _paired_speedup(seconds["jax-loop"], seconds["nc-epoch"]),
             "losses_agree": all(
                 abs(loss - reference) <= LOSS_RTOL * abs(reference) for loss in losses.values()
             ),
@@ -319,6 +316,15 @@ def run_benchmark(
         "rows": rows,
         "speedups": speedups,
     }
+
+
+def _paired_speedup(baseline: list[float], candidate: list[float]) -> float:
+    """The median over the timed rounds of ``baseline seconds / candidate seconds``.
+
+    Both epochs of a round ran back to back, so they saw the same load on a shared machine;
+    their ratio is steadier than a ratio of medians taken at different times.
+    """
+    return statistics.median(b / c for b, c in zip(baseline[1:], candidate[1:], strict=True))
 
 
 def format_table(record: dict[str, Any]) -> str:
