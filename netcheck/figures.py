@@ -31,7 +31,7 @@ METHOD_STYLE = {
     "finite_differences": {"color": "#e377c2", "marker": "x", "label": "finite differences"},
 }
 DTYPE_FILL = {"float32": "full", "bfloat16": "none", "float16": "left", "float64": "bottom"}
-_DPI = 90
+_DPI = 80
 
 
 def png_bytes(figure: Figure) -> bytes:

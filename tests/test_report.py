@@ -292,19 +292,6 @@ def test_a_failing_render_leaves_no_partial_directory_and_keeps_the_old(
     assert (written / "index.html").read_text() == "the previous report"
 
 
-def test_missing_stage_is_recorded_and_rendered(tmp_path):
-    def unavailable(progress):
-        raise report.MissingStage("netcheck.suite is not installed")
-
-    rec = report.run_report({"verification": unavailable}, progress=False)
-    assert rec["stages"]["verification"] == {
-        "status": "missing",
-        "reason": "netcheck.suite is not installed",
-    }
-    out = report.write_report(rec, tmp_path / "r")
-    assert "Missing: netcheck.suite is not installed" in (out / "report.md").read_text()
-
-
 def test_check_outcomes_follow_the_records(record):
     outcomes = report.check_outcomes(record)
     suite = record["stages"]["verification"]["record"]
