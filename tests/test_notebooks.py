@@ -265,6 +265,7 @@ def test_notebook_02_training(kernel_path: Path, tmp_path: Path) -> None:
     speed, final = results["speed_examples_per_s"], results["speed_final_loss"]
     assert set(speed) == set(final) == {"netcheck trainer", "typical JAX loop"}
     assert all(np.isfinite(rate) and rate > 0 for rate in speed.values())
+    assert np.isfinite(results["speed_ratio"]) and results["speed_ratio"] > 0
     assert all(loss < 0.75 * results["initial_loss"] for loss in final.values())
     assert final["netcheck trainer"] == pytest.approx(final["typical JAX loop"], rel=0.2)
 
