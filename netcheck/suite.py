@@ -396,13 +396,30 @@ KILL_SPECS: tuple[tuple[str, str, str, tuple[int, ...], int], ...] = (
 at least one, and each exercises a different output rule."""
 
 
-def kill_cases(dtypes: Sequence[str] = ("float32", "float64"), seeds: int = 2) -> list[Case]:
-    """The cases the mutants are run on: :data:`KILL_SPECS` x ``dtypes`` x ``seeds``."""
+def kill_cases(
+    dtypes: Sequence[str] = ("float32", "float64"),
+    seeds: int = 2,
+    activation: str | None = None,
+    loss: str | None = None,
+) -> list[Case]:
+    """The cases the mutants are run on: :data:`KILL_SPECS` x ``dtypes`` x ``seeds``,
+    optionally only the specs with this hidden ``activation`` or ``loss``."""
     for dtype in dtypes:
         _check_choice(dtype, DTYPES, "dtype")
+    specs = [
+        (index, spec)
+        for index, spec in enumerate(KILL_SPECS)
+        if activation in (None, spec[0]) and loss in (None, spec[2])
+    ]
+    if not specs:
+        used = sorted({f"{spec[0]}/{spec[2]}" for spec in KILL_SPECS})
+        raise ValueError(
+            f"no kill-matrix spec has activation={activation!r}, loss={loss!r}; "
+            f"the specs are (activation/loss): {', '.join(used)}"
+        )
     return [
-        Case(act, out, loss, sizes, batch, True, dtype, 7000 + 10 * index + s)
-        for index, (act, out, loss, sizes, batch) in enumerate(KILL_SPECS)
+        Case(act, out, name, sizes, batch, True, dtype, 7000 + 10 * index + s)
+        for index, (act, out, name, sizes, batch) in specs
         for dtype in dtypes
         for s in range(seeds)
     ]
@@ -412,17 +429,23 @@ def kill_matrix(
     dtypes: Sequence[str] = ("float32", "float64"),
     mutants: Sequence[str] | None = None,
     progress: bool = True,
+    activation: str | None = None,
+    loss: str | None = None,
 ) -> dict[str, Any]:
     """Run every mutant on every kill case where it applies, and the correct code as control.
+
+    Mutants that apply to no selected case (only possible with the ``activation`` /
+    ``loss`` filters) are listed under ``"not_run"`` instead of ``"mutants"``.
 
     Args:
         dtypes: working dtypes of the kill cases (the ``scaled_layer`` bug, 1e-3, is below
             bfloat16/float16 resolution, so those are not in the default).
         mutants: names from :data:`netcheck.mutants.MUTANTS` (default all).
         progress: show a tqdm bar on stderr.
+        activation, loss: run only the kill specs with this hidden activation / loss.
 
     Returns:
-        ``{"kind": "kill_matrix", "dtypes": [...], "all_killed": bool,
+        ``{"kind": "kill_matrix", "dtypes": [...], "not_run": [names], "all_killed": bool,
         "all_localised": bool, "control_ok": bool, "wall_s": float,
         "mutants": [{"name", "description", "corrupts", "killed": bool (every case),
         "localised": bool (every case), "cases": [{"id", "dtype", "killed": bool,
@@ -434,7 +457,7 @@ def kill_matrix(
     names = list(MUTANTS) if mutants is None else list(mutants)
     for name in names:
         _check_choice(name, tuple(MUTANTS), "mutant")
-    cases = kill_cases(dtypes)
+    cases = kill_cases(dtypes, activation=activation, loss=loss)
     groups = _groups(cases)
     control: list[dict[str, Any]] = []
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
@@ -459,9 +482,12 @@ def kill_matrix(
                     results[mutant.name].append(_kill_record(mutant, case, verdict))
             bar.update()
     records = []
+    not_run = [name for name in names if not results[name]] if (activation or loss) else []
     for name in names:
         rows = results[name]
         mutant = MUTANTS[name]
+        if name in not_run:
+            continue
         records.append(
             {
                 "name": name,
@@ -475,6 +501,7 @@ def kill_matrix(
     return {
         "kind": "kill_matrix",
         "dtypes": list(dtypes),
+        "not_run": not_run,
         "all_killed": all(record["killed"] for record in records),
         "all_localised": all(record["localised"] for record in records),
         "control_ok": all(record["ok"] for record in control),

@@ -920,6 +920,23 @@ def _measure_pytree(
     Returns:
         ``{"metrics": {metric: (R,) NumPy}, "loss_truth": float, "truth_nonfinite": int}``.
     """
+    rng = np.random.default_rng(seed)
+    directions = [
+        finite_diff.random_direction(rng, leaf) for leaf in jax.tree_util.tree_leaves(params)
+    ]
+    measured = _measure_pytree_jit(loss_fn, grads, working, params, args, directions)
+    return jax.tree_util.tree_map(np.asarray, measured)
+
+
+def _measure_pytree_core(
+    loss_fn: Callable[..., Array],
+    grads: PyTree,
+    working: PyTree,
+    params: PyTree,
+    args: tuple[Any, ...],
+    directions: list[Array],
+) -> dict[str, Any]:
+    """The compiled part of :func:`_measure_pytree`."""
     p64, args64 = _upcast(params), _upcast(args)
     truths = jax.tree_util.tree_leaves(jax.grad(loss_fn)(p64, *args64))
     leaves = jax.tree_util.tree_leaves(params)
@@ -936,8 +953,6 @@ def _measure_pytree(
                 workings[index], working_truths[index] = working32[index], truth32[index]
                 scales[index] = unit_roundoff(_F64) / unit_roundoff(_F32)
     flat_p64, treedef = jax.tree_util.tree_flatten(p64)
-    rng = np.random.default_rng(seed)
-    directions = [jnp.asarray(finite_diff.random_direction(rng, leaf)) for leaf in flat_p64]
     metrics = measure_quantities(
         jax.tree_util.tree_leaves(grads), truths, workings, working_truths, scales, directions
     )
@@ -954,10 +969,13 @@ def _measure_pytree(
     metrics["fd_error"] = jnp.stack([e.error for e in estimates])
     metrics["fd_kink"] = jnp.stack([e.kink for e in estimates])
     return {
-        "metrics": {key: np.asarray(value) for key, value in metrics.items()},
-        "loss_truth": float(loss_fn(p64, *args64)),
-        "truth_nonfinite": int(_nonfinite(truths)),
+        "metrics": metrics,
+        "loss_truth": loss_fn(p64, *args64),
+        "truth_nonfinite": _nonfinite(truths),
     }
+
+
+_measure_pytree_jit = jax.jit(_measure_pytree_core, static_argnums=0, compiler_options=FAST_COMPILE)
 
 
 # ----- input checks ------------------------------------------------------------------

@@ -37,7 +37,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--mutants",
         action="store_true",
-        help="also run the planted bugs (kill matrix; float32 and float64, or --dtype)",
+        help=(
+            "also run the planted bugs (kill matrix; float32 and float64, or --dtype; "
+            "--activation/--loss select its specs too)"
+        ),
     )
     parser.add_argument(
         "--power",
@@ -60,12 +63,16 @@ def run(args: argparse.Namespace) -> int:
     cases = suite.default_cases(args.quick, args.activation, args.loss, args.dtype)
     if not cases:
         raise UsageError("no case matches the filters")
+    mutant_dtypes = (args.dtype,) if args.dtype else ("float32", "float64")
+    if args.mutants:  # refuse filters the kill matrix cannot serve before any work
+        suite.kill_cases(mutant_dtypes, activation=args.activation, loss=args.loss)
     record: dict[str, Any] = {"kind": "verify", "suite": suite.run_suite(cases, progress)}
     print(suite_table(record["suite"]))
     ok = record["suite"]["ok"]
     if args.mutants:
-        dtypes = (args.dtype,) if args.dtype else ("float32", "float64")
-        record["kill_matrix"] = suite.kill_matrix(dtypes, progress=progress)
+        record["kill_matrix"] = suite.kill_matrix(
+            mutant_dtypes, progress=progress, activation=args.activation, loss=args.loss
+        )
         print(kill_table(record["kill_matrix"]))
         matrix = record["kill_matrix"]
         ok = ok and matrix["all_killed"] and matrix["all_localised"] and matrix["control_ok"]
@@ -131,12 +138,13 @@ def kill_table(record: dict[str, Any]) -> str:
         for mutant in record["mutants"]
     ]
     control = "passes" if record["control_ok"] else "FAILS"
-    return "\n".join(
-        [
-            f"kill matrix ({', '.join(record['dtypes'])}; correct code {control}):",
-            _table(("mutant", "cases", "killed", "localised", "corrupts"), rows),
-        ]
-    )
+    lines = [
+        f"kill matrix ({', '.join(record['dtypes'])}; correct code {control}):",
+        _table(("mutant", "cases", "killed", "localised", "corrupts"), rows),
+    ]
+    if record["not_run"]:
+        lines.append(f"not applicable to the selected specs: {', '.join(record['not_run'])}")
+    return "\n".join(lines)
 
 
 def power_table(record: dict[str, Any]) -> str:
