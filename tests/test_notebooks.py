@@ -9,6 +9,7 @@ exactly what ``notebooks/_build.py`` builds, carry their outputs, and stay small
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -123,6 +124,28 @@ def test_committed_notebook_carries_outputs_without_errors(name: str) -> None:
     errors = [o for c in code_cells for o in c.outputs if o.output_type == "error"]
     assert not errors, errors
     assert results_of(notebook), "the results cell printed nothing"
+
+
+ALLOWED_IMPORTS = {"netcheck", "numpy", "matplotlib", "jax", "optax", "json", "time"}
+"""What a notebook may import: netcheck's public API, the plotting and JAX stack, stdlib."""
+
+
+@pytest.mark.parametrize("name", _names())
+def test_notebook_imports_only_the_public_api(name: str) -> None:
+    for cell in BUILDER.build(BUILDER.NOTEBOOKS[name]).cells:
+        if cell.cell_type != "code":
+            continue
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules = [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for module in modules:
+                parts = module.split(".")
+                assert parts[0] in ALLOWED_IMPORTS, f"{name} imports {module}"
+                assert not any(part.startswith("_") for part in parts), f"{name}: {module}"
 
 
 def test_builder_refuses_text_before_the_first_marker() -> None:
