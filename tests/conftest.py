@@ -9,6 +9,7 @@ The ``make_problem`` fixture draws a network's parameters and a batch with numpy
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import jax
@@ -41,7 +42,7 @@ def draw_problem(
     """
     rng = np.random.default_rng(seed)
     params = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+    for n_in, n_out in itertools.pairwise(sizes):
         layer = {"W": rng.normal(0.0, 1.0 / np.sqrt(n_in), (n_out, n_in))}
         if bias:
             layer["b"] = rng.normal(0.0, 0.5, (n_out,))
