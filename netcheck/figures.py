@@ -229,7 +229,7 @@ def memory_figure(bench: Record) -> Figure:
         yscale="log",
         xlabel="matrix-product FLOPs per step",
         ylabel="compiled temporary bytes",
-        title="Compiled temporary memory",
+        title="Compiled temporary memory (0 bytes drawn at 1)",
     )
     sizes.legend(fontsize=7)
     difference.axhline(0, color="black", linewidth=1, label="0 (goal: at or below)")
@@ -377,14 +377,14 @@ def layer_error_heatmap(suite: Record) -> Figure:
         for layer in case["layers"]:
             ratio = layer["worst_ratio"]
             grid[row, layer["layer"] - 1] = 3.0 if ratio is None else np.log10(max(ratio, 1e-6))
-    height = min(2.0 + 0.18 * len(cases), 30.0)
+    height = min(2.0 + 0.13 * len(cases), 30.0)
     figure = Figure(figsize=(7.5, height), layout="constrained")
     axis = figure.subplots()
     image = axis.imshow(
         grid, aspect="auto", cmap="RdYlGn_r", vmin=-4, vmax=2, interpolation="nearest"
     )
     axis.set_xticks(range(depth), [f"ℓ={layer}" for layer in range(1, depth + 1)])
-    axis.set_yticks(range(len(cases)), [f"{c['id']}" for c in cases], fontsize=6)
+    axis.set_yticks(range(len(cases)), [c["id"] for c in cases], fontsize=5)
     axis.set_title("Per-layer worst distance / tolerance (log10; above 0 fails)")
     figure.colorbar(image, ax=axis, label="log10(distance / tolerance)")
     return figure

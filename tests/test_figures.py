@@ -183,7 +183,7 @@ def power_record():
         "median_threshold": 0.01,
         "check_grads": {
             "n_cases": 2,
-            "false_alarms": 0,
+            "false_alarms": 1,
             "detected_fraction": [1.0, 0.0],
             "smallest_detected_all": 1.0,
             "median_threshold": 1.0,

@@ -184,11 +184,13 @@ def test_rendered_numbers_equal_results_json(written):
                 str(entry["n_cases"]),
                 str(entry["false_alarms"]),
                 str(entry["kinks"]),
-                report.fmt(entry["smallest_detected_all"]),
+                report.fmt(entry["smallest_detected_all"])
+                + (" (also flags correct ones)" if entry["false_alarms"] else ""),
                 report.fmt(entry["median_threshold"]),
                 str(theirs["n_cases"]),
                 str(theirs["false_alarms"]),
-                report.fmt(theirs["smallest_detected_all"]),
+                report.fmt(theirs["smallest_detected_all"])
+                + (" (also flags correct ones)" if theirs["false_alarms"] else ""),
             ]
         )
     md_rows = markdown_rows(written / "report.md")
@@ -309,6 +311,10 @@ def test_bad_arguments_are_refused():
         report.run_report({"nonsense": lambda p: {}}, progress=False)
     with pytest.raises(ValueError, match="plain folder name"):
         report.run_report({}, name="../x", progress=False)
+    with pytest.raises(ValueError, match="unknown grid 'huge'"):
+        report.bench_stage("huge")
+    with pytest.raises(ValueError, match=r"training settings: missing keys \['epochs'\]"):
+        report.training_comparison({k: v for k, v in report.TRAINING.items() if k != "epochs"})
 
 
 def test_fmt():
