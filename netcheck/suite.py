@@ -346,16 +346,18 @@ def case_record(case: Case, verdict: verify.Verdict) -> dict[str, Any]:
     }
 
 
-def run_suite(cases: Sequence[Case], progress: bool = True) -> dict[str, Any]:
+def run_suite(cases: Sequence[Case], progress: bool = True, witness: bool = True) -> dict[str, Any]:
     """Verify the manual backprop on every case.
 
     Args:
         cases: e.g. :func:`default_cases`.
         progress: show a tqdm bar on stderr.
+        witness: take the float64 finite-difference witnesses (about a quarter of the
+            compile time; ``netcheck verify --quick`` leaves them out).
 
     Returns:
         ``{"kind": "suite", "n_cases": int, "n_failed": int, "ok": bool, "groups": int,
-        "wall_s": float, "constants": {"noise_multiple", "tie_multiple"},
+        "wall_s": float, "witness": bool, "constants": {"noise_multiple", "tie_multiple"},
         "cases": [case_record(...)]}``, cases in the order given.
     """
     start = time.perf_counter()
@@ -363,7 +365,8 @@ def run_suite(cases: Sequence[Case], progress: bool = True) -> dict[str, Any]:
     groups = _groups(cases)
     with tqdm(total=len(cases), desc="verify", unit="case", disable=not progress) as bar:
         for group in groups:
-            for case, verdict in zip(group, run_group(group)[0], strict=True):
+            verdicts = run_group(group, witness=witness)[0]
+            for case, verdict in zip(group, verdicts, strict=True):
                 records[case] = case_record(case, verdict)
             bar.update(len(group))
     ordered = [records[case] for case in cases]
@@ -375,6 +378,7 @@ def run_suite(cases: Sequence[Case], progress: bool = True) -> dict[str, Any]:
         "ok": failed == 0,
         "groups": len(groups),
         "wall_s": time.perf_counter() - start,
+        "witness": witness,
         "constants": _constants(),
         "cases": ordered,
     }
