@@ -39,7 +39,8 @@ out = Path(sys.argv[1])
 bench = json.loads(Path(sys.argv[2]).read_text())
 stages = report.default_stages()
 stages["bench"] = lambda progress: bench
-record = report.run_report(stages, name=out.name, settings={"bench_grid": "large"})
+settings = {**report.REPORT_SETTINGS, "bench": {"grid": "large"}}
+record = report.run_report(stages, name=out.name, settings=settings)
 report.write_report(record, out)
 print("wrote", out / "index.html")
 PY

@@ -225,6 +225,12 @@ def test_performance_goals_on_a_hand_made_record():
     goals = {g["name"]: g for g in bench.performance_goals({"results": rows})}
     assert [g["passed"] for g in goals.values()] == [False, False, False, False]
 
+    # Two dtypes: the roofline goal is judged at each dtype's largest shape.
+    rows = [_row(1.0, 0, 10, 1.1), {**_row(1.0, 0, 10, 1.2), "dtype": "bfloat16"}]
+    goals = {g["name"]: g for g in bench.performance_goals({"results": rows})}
+    assert goals["manual step time / roofline, largest float32 shape"]["passed"] is True
+    assert goals["manual step time / roofline, largest bfloat16 shape"]["passed"] is False
+
 
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
@@ -249,6 +255,8 @@ def test_bad_run_bench_arguments_are_refused():
         bench.run_bench("huge")
     with pytest.raises(TypeError, match="grid must be a Grid"):
         bench.run_bench(3)
+    with pytest.raises(ValueError, match="float64 needs 64-bit JAX"):
+        bench.run_bench(bench.Grid("x", (8,), (2,), (2,), dtypes=("float64",)))
     with pytest.raises(ValueError, match="matmul_precision"):
         bench.run_bench(TINY, matmul_precision="fastest")
     with pytest.raises(ValueError, match="exceeds max_flops"):
