@@ -226,6 +226,7 @@ GRIDS: dict[str, Grid] = {
         batches=(256, 1024, 4096),
         dtypes=("float32", "bfloat16"),
         rounds=9,
+        budget_s=0.5,
         methods=("manual", "autodiff", "roofline"),
     ),
 }
