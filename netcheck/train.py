@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import jax
@@ -361,7 +361,7 @@ def train(
     check_every: int | None = None,
     drop_last: bool = False,
     mesh: Mesh | None = None,
-    on_epoch: Callable[[TrainState, dict[str, Any]], None] | None = None,
+    on_epoch: Callable[[TrainState, History], None] | None = None,
 ) -> tuple[Params, History]:
     """Train ``net`` from ``params`` on ``data = (x, y)``; return the parameters and history.
 
@@ -382,7 +382,7 @@ def train(
             (:func:`netcheck.verify.verify` on the first :data:`CHECK_EXAMPLES` examples).
         drop_last: skip the last partial minibatch of each epoch instead of training on it.
         mesh: a ``jax.sharding.Mesh`` for data-parallel training (batch along its first axis).
-        on_epoch: called after every epoch with the state and that epoch's history row.
+        on_epoch: called after every finished epoch with the state and the history so far.
 
     Returns:
         ``(params, history)``; see :func:`fit` for the history's keys. If the loss diverges,
@@ -424,7 +424,7 @@ def fit(
     drop_last: bool = False,
     mesh: Mesh | None = None,
     history: History | None = None,
-    on_epoch: Callable[[TrainState, dict[str, Any]], None] | None = None,
+    on_epoch: Callable[[TrainState, History], None] | None = None,
 ) -> tuple[TrainState, History]:
     """Run ``epochs`` more epochs from ``state`` (e.g. one loaded from a checkpoint).
 
@@ -434,11 +434,12 @@ def fit(
     1); ``batch_size``, ``epochs`` and ``check_every`` positive ints; ``grad`` a known name.
 
     Args:
-        net, data, optimizer, batch_size, grad, validation, check_every, drop_last, mesh,
-        on_epoch: as in :func:`train`.
+        net, data, optimizer, batch_size, grad, validation, check_every, drop_last, mesh:
+            as in :func:`train`.
         state: where to start; its ``opt_state`` must come from ``optimizer``.
         epochs: how many epochs to run now, at least 1.
         history: a history to continue (resuming); a fresh one by default.
+        on_epoch: called after every finished epoch with the state and the history so far.
 
     Returns:
         ``(state, history)``. ``history`` is JSON-able: ``epoch``, ``running_loss``,
@@ -446,6 +447,49 @@ def fit(
         (lists with one float per epoch; the validation lists stay empty without
         validation data), ``checks`` (one ``{"epoch", "ok", "verdict"}`` per
         verification) and ``stopped`` (``None``, or why training stopped early).
+    """
+    epochs_run = iterate_epochs(
+        net,
+        state,
+        data,
+        optimizer=optimizer,
+        epochs=epochs,
+        batch_size=batch_size,
+        grad=grad,
+        validation=validation,
+        check_every=check_every,
+        drop_last=drop_last,
+        mesh=mesh,
+        history=history,
+    )
+    for state, history in epochs_run:
+        if on_epoch is not None and not history["stopped"]:
+            on_epoch(state, history)
+    return state, history
+
+
+def iterate_epochs(
+    net: Network,
+    state: TrainState,
+    data: tuple[Any, Any],
+    *,
+    optimizer: optax.GradientTransformation,
+    epochs: int,
+    batch_size: int = 10,
+    grad: str = "manual",
+    validation: tuple[Any, Any] | None = None,
+    check_every: int | None = None,
+    drop_last: bool = False,
+    mesh: Mesh | None = None,
+    history: History | None = None,
+) -> Iterator[tuple[TrainState, History]]:
+    """:func:`fit` one epoch at a time: yields ``(state, history)`` after every epoch.
+
+    The arguments are :func:`fit`'s and are all checked at the first ``next()``, before
+    anything is compiled. ``history`` is one dict, updated in place. If the loss diverges,
+    the last item carries the last finite state and ``history["stopped"]`` says why.
+    Each yielded state is donated to the next epoch: copy what you keep
+    (``jax.tree.map(jnp.copy, state)``) before asking for the next one.
     """
     _check_network(net)
     _check_optimizer(optimizer)
@@ -467,7 +511,7 @@ def fit(
     except TypeError:  # an optimizer that cannot be hashed is compiled afresh
         run_epoch = _compiled_epoch.__wrapped__(*config)
     history = new_history() if history is None else history
-    # Fresh buffers: the epoch donates its state, and the caller keeps their params.
+    # Fresh buffers: the epoch donates its state, and the caller keeps theirs.
     state = jax.tree.map(jnp.copy, state)
     if mesh is not None:
         state, x, y, x_val, y_val = jax.device_put(
@@ -483,17 +527,15 @@ def fit(
                 f"{float(metrics.running_loss)} (or a parameter became NaN/Inf); "
                 f"returning the last finite parameters, those from before epoch {epoch}"
             )
-            warnings.warn(message, DivergenceWarning, stacklevel=2)
+            warnings.warn(message, DivergenceWarning, stacklevel=3)
             history["stopped"] = message
-            break
-        row = _history_row(epoch, metrics, validation is not None)
-        for name, value in row.items():
+            yield state, history
+            return
+        for name, value in _history_row(epoch, metrics, validation is not None).items():
             history[name].append(value)
         if check_every is not None and epoch % check_every == 0:
             history["checks"].append(_check_gradient(net, state.params, x, y, epoch))
-        if on_epoch is not None:
-            on_epoch(state, row)
-    return state, history
+        yield state, history
 
 
 @functools.lru_cache(maxsize=16)

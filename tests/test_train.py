@@ -25,6 +25,7 @@ from netcheck.train import (
     accuracy,
     fit,
     init_state,
+    iterate_epochs,
     make_epoch_fn,
     make_train_step,
     train,
@@ -393,3 +394,16 @@ def test_donating_steps_never_delete_the_callers_arrays():
     # Still alive: reading them raises if a donation deleted them.
     assert np.isfinite(np.asarray(params[0]["W"])).all()
     assert jax.random.key_data(key).shape == (2,)
+
+
+def test_iterate_epochs_yields_after_every_epoch():
+    net = Network((2, 3, 1))
+    x, y = _regression_data(12, 2, 1)
+    optimizer = optax.sgd(0.1)
+    state = init_state(net.init(jax.random.key(0)), optimizer, jax.random.key(1))
+    run = iterate_epochs(net, state, (x, y), optimizer=optimizer, epochs=3, batch_size=5)
+    seen = [(int(state.epoch), len(history["epoch"])) for state, history in run]
+    assert seen == [(1, 1), (2, 2), (3, 3)]
+    # The same epochs as fit's.
+    fitted, history = fit(net, state, (x, y), optimizer=optimizer, epochs=3, batch_size=5)
+    assert history["epoch"] == [1, 2, 3] and int(fitted.epoch) == 3

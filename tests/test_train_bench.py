@@ -67,8 +67,8 @@ def test_the_jax_loop_and_netcheck_follow_the_same_orders():
     orders = train_bench.epoch_orders(key, 30, 2)
     runners = [
         train_bench.jax_loop(net, params, x, y, orders, batch_size=7),
-        train_bench.netcheck_fit(net, params, x, y, key, batch_size=7),
-        train_bench.netcheck_epoch(net, params, x, y, key, batch_size=7),
+        train_bench.netcheck_fit(net, params, x, y, key, batch_size=7, epochs=2),
+        train_bench.netcheck_epoch(net, params, x, y, key, batch_size=7, epochs=2),
     ]
     finals = []
     for runner in runners:

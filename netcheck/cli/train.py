@@ -194,8 +194,8 @@ def run(args: argparse.Namespace) -> int:
         disable=args.no_progress,
     )
 
-    def on_epoch(state: TrainState, row: dict[str, Any]) -> None:
-        progress.set_postfix(loss=f"{row['running_loss']:.4g}", refresh=False)
+    def on_epoch(state: TrainState, history: dict[str, Any]) -> None:
+        progress.set_postfix(loss=f"{history['running_loss'][-1]:.4g}", refresh=False)
         progress.update(1)
 
     # The divergence message lands in the history and the summary; no warning on top.
