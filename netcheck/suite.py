@@ -608,8 +608,9 @@ def detection_power(
         "kinks" (cases at a non-differentiable point, left out of the power figures),
         "worst_ratio_correct" (largest distance/tolerance of a correct case),
         "detected_fraction": [per ε], "smallest_detected_all": ε | None (every case
-        flags it), "median_threshold": ε | None, "check_grads": {"n_cases",
-        "false_alarms", "detected_fraction": [per ε], "smallest_detected_all": ε | None}}]}``.
+        flags it), "median_threshold": ε | None, "hardest": [3 x {"id", "threshold"}],
+        "check_grads": {"n_cases", "false_alarms", "detected_fraction": [per ε],
+        "smallest_detected_all": ε | None, "median_threshold", "hardest"}}]}``.
     """
     start = time.perf_counter()
     for dtype in dtypes:
@@ -670,11 +671,15 @@ def _power_ours(cases: list[Case], progress: bool) -> dict[str, Any]:
         "kinks": int(kinked.sum()),
         "worst_ratio_correct": worst,
         # At a non-differentiable point the verifier abstains, so power is over the rest.
-        **_power_summary(detected[~kinked], EPSILONS),
+        **_power_summary(
+            detected[~kinked], EPSILONS, [c.id for c, k in zip(cases, kinked, strict=True) if not k]
+        ),
     }
 
 
-def _power_summary(detected: np.ndarray, epsilons: Sequence[float]) -> dict[str, Any]:
+def _power_summary(
+    detected: np.ndarray, epsilons: Sequence[float], ids: Sequence[str]
+) -> dict[str, Any]:
     fraction = detected.mean(axis=0)
     all_detected = [eps for eps, f in zip(epsilons, fraction, strict=True) if f == 1.0]
     # Per case, the smallest ε detected with every larger ε detected too.
@@ -684,10 +689,18 @@ def _power_summary(detected: np.ndarray, epsilons: Sequence[float]) -> dict[str,
         first_miss = misses[0] if misses.size else len(epsilons)
         thresholds.append(epsilons[first_miss - 1] if first_miss > 0 else np.inf)
     median = float(np.median(thresholds))
+    hardest = np.argsort(thresholds, kind="stable")[::-1][:3]
     return {
         "detected_fraction": [float(f) for f in fraction],
         "smallest_detected_all": min(all_detected) if all_detected else None,
         "median_threshold": median if np.isfinite(median) else None,
+        "hardest": [
+            {
+                "id": ids[i],
+                "threshold": float(thresholds[i]) if np.isfinite(thresholds[i]) else None,
+            }
+            for i in hardest
+        ],
     }
 
 
@@ -724,7 +737,7 @@ def _power_check_grads(cases: list[Case], progress: bool) -> dict[str, Any]:
     return {
         "n_cases": len(cases),
         "false_alarms": int(false_alarms),
-        **_power_summary(detected, CHECK_GRADS_EPSILONS),
+        **_power_summary(detected, CHECK_GRADS_EPSILONS, [case.id for case in cases]),
     }
 
 
