@@ -391,6 +391,8 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "cpu_count": os.cpu_count(),
+        # Other processes' load is the main source of timing noise on a shared machine.
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "machine": platform.machine(),
     }
 

@@ -726,12 +726,23 @@ def summary_lines(record: Record) -> list[str]:
         f"JAX {env['jax_version']}, matmul precision {env['matmul_precision']}; "
         f"all stages took {fmt(record['elapsed_s'])} s.",
     ]
+    if env.get("load_average") is not None:
+        lines.append(
+            f"Load average when the run started: {fmt(env['load_average'])} on "
+            f"{env['cpu_count']} CPU(s); timings are only as quiet as the machine was."
+        )
     for stage in STAGES:
         entry = record["stages"].get(stage)
         if entry is None:
             lines.append(f"{STAGE_TITLES[stage]}: not run.")
-        else:
-            lines.append(f"{STAGE_TITLES[stage]}: {fmt(entry['elapsed_s'])} s.")
+            continue
+        options = record["settings"].get(stage)
+        shown = (
+            f" (settings: {', '.join(f'{k}={v}' for k, v in options.items())})"
+            if isinstance(options, dict) and options and stage != "training"  # stated below
+            else ""
+        )
+        lines.append(f"{STAGE_TITLES[stage]}: {fmt(entry['elapsed_s'])} s{shown}.")
     if "bench" in record["stages"]:
         grid = record["stages"]["bench"]["record"]["grid"]
         lines.append(
