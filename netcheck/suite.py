@@ -640,6 +640,7 @@ def _power_ours(cases: list[Case], progress: bool) -> dict[str, Any]:
     detected = np.zeros((len(cases), len(EPSILONS)), bool)
     false_alarms = 0
     kinked = np.zeros(len(cases), bool)
+    ids: list[str] = []
     worst = 0.0
     row = 0
     groups = _groups(cases)
@@ -653,7 +654,8 @@ def _power_ours(cases: list[Case], progress: bool) -> dict[str, Any]:
                 inputs = _stacked_inputs(group)
                 measured = _power_program(net)(*inputs, jnp.asarray(onehot), jnp.asarray(eps))
                 measured = jax.tree_util.tree_map(np.asarray, measured)
-            for i in range(len(group)):
+            for i, case in enumerate(group):
+                ids.append(case.id)  # rows follow the group order, not the order of cases
                 for j in range(len(eps)):
                     one = jax.tree_util.tree_map(lambda a, i=i, j=j: a[i, j], measured)
                     verdict = verify.network_verdict(net, dtype, one)
@@ -672,7 +674,7 @@ def _power_ours(cases: list[Case], progress: bool) -> dict[str, Any]:
         "worst_ratio_correct": worst,
         # At a non-differentiable point the verifier abstains, so power is over the rest.
         **_power_summary(
-            detected[~kinked], EPSILONS, [c.id for c, k in zip(cases, kinked, strict=True) if not k]
+            detected[~kinked], EPSILONS, [i for i, k in zip(ids, kinked, strict=True) if not k]
         ),
     }
 
