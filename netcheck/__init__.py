@@ -5,14 +5,32 @@ The public surface::
     net = Network(sizes=(2, 16, 1), activation="tanh", output_activation="sigmoid",
                   loss="binary_cross_entropy")
     params = net.init(key)
-    net.manual_grad(params, x, y)      # the δ recursion, jit-compiled
-    net.autodiff_grad(params, x, y)    # jax.grad of the same mean loss
+    net.manual_grad(params, x, y)        # the δ recursion, jit-compiled
+    net.autodiff_grad(params, x, y)      # jax.grad of the same mean loss
+    verify(net, params, x, y)            # per-layer verdict, calibrated tolerance
+    check_gradient(loss_fn, grad_fn, params, *args)   # the same for any pytree
+    params, history = train(net, params, (x, y), ...)  # jit-compiled trainer
 """
 
+from netcheck import datasets
 from netcheck.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS, Activation
+from netcheck.checkpoint import Checkpoint
+from netcheck.checkpoint import load as load_checkpoint
+from netcheck.checkpoint import save as save_checkpoint
 from netcheck.literal import literal_grad
 from netcheck.losses import LOSSES, Loss
 from netcheck.network import INIT_SCHEMES, ForwardCache, Network
+from netcheck.train import (
+    DivergenceWarning,
+    TrainState,
+    fit,
+    init_state,
+    iterate_epochs,
+    make_epoch_fn,
+    make_train_step,
+    train,
+)
+from netcheck.verify import Verdict, check_gradient, verify
 
 __version__ = "0.1.0"
 
@@ -22,9 +40,24 @@ __all__ = [
     "INIT_SCHEMES",
     "LOSSES",
     "Activation",
+    "Checkpoint",
+    "DivergenceWarning",
     "ForwardCache",
     "Loss",
     "Network",
+    "TrainState",
+    "Verdict",
     "__version__",
+    "check_gradient",
+    "datasets",
+    "fit",
+    "init_state",
+    "iterate_epochs",
     "literal_grad",
+    "load_checkpoint",
+    "make_epoch_fn",
+    "make_train_step",
+    "save_checkpoint",
+    "train",
+    "verify",
 ]
