@@ -55,6 +55,9 @@ METHODS = ("manual", "autodiff", "roofline", "literal", "numpy_loop", "finite_di
 
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 
+_ROW_ENVIRONMENT = ("device", "platform", "jax_version", "matmul_precision")
+"""The environment fields repeated in every result row."""
+
 BENCH_NETWORK = {
     "activation": "tanh",
     "output_activation": "identity",
@@ -399,14 +402,14 @@ def environment() -> dict[str, Any]:
 
 @dataclass
 class _Prepared:
-    """A method ready to time: a no-argument call and what compiling it cost."""
+    """A method ready to time: a no-argument call, its compile time, its compiled costs."""
 
     call: Callable[[], Any]
     compile_s: float | None
-    memory: dict[str, Any]
+    costs: dict[str, Any]
 
 
-def _memory(compiled: Any) -> dict[str, Any]:
+def _compiled_costs(compiled: Any) -> dict[str, Any]:
     """Temporary, argument and output bytes and XLA's FLOP count of a compiled executable.
 
     Each is None where the backend does not report it.
@@ -443,7 +446,7 @@ def _compile(jitted: Any, static: tuple[Any, ...], dynamic: tuple[Any, ...]) -> 
     compiled = jitted.lower(*static, *dynamic).compile()
     compile_s = time.perf_counter() - start
     # A compiled executable takes only the dynamic arguments.
-    return _Prepared(lambda: compiled(*dynamic), compile_s, _memory(compiled))
+    return _Prepared(lambda: compiled(*dynamic), compile_s, _compiled_costs(compiled))
 
 
 def _prepare(method: str, shape: Shape, key: Array) -> _Prepared:
@@ -468,13 +471,13 @@ def _prepare(method: str, shape: Shape, key: Array) -> _Prepared:
         weights = [np.asarray(layer["W"]) for layer in params]
         biases = [np.asarray(layer["b"]) for layer in params]
         x_np, y_np = np.asarray(x), np.asarray(y)
-        memory: dict[str, Any] = {
+        costs: dict[str, Any] = {
             "temp_bytes": None,
             "argument_bytes": None,
             "output_bytes": None,
             "xla_flops": None,
         }
-        return _Prepared(lambda: numpy_loop_grad(weights, biases, x_np, y_np), None, memory)
+        return _Prepared(lambda: numpy_loop_grad(weights, biases, x_np, y_np), None, costs)
     raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
 
 
@@ -617,7 +620,7 @@ def bench_shape(
             "repeats": timings[name]["repeats"],
             "flops_per_s": shape.flops / summary["median_s"],
             "time_over_roofline": paired_ratio(timings[name]["times_s"], roofline_times),
-            **prepared[name].memory,
+            **prepared[name].costs,
         }
     row: dict[str, Any] = {
         **asdict(shape),
@@ -633,9 +636,6 @@ def bench_shape(
         if manual["temp_bytes"] is not None and auto["temp_bytes"] is not None:
             row["manual_temp_bytes_minus_autodiff"] = manual["temp_bytes"] - auto["temp_bytes"]
     return row
-
-
-_ROW_ENVIRONMENT = ("device", "platform", "jax_version", "matmul_precision")
 
 
 def run_bench(
