@@ -356,6 +356,9 @@ def _as_finite_array(value: Any, dtype: Any, what: str) -> Array:
             raise TypeError(f"{what} cannot be read as an array: {error}") from None
     if not (jnp.issubdtype(value.dtype, jnp.number) or value.dtype == np.bool_):
         raise TypeError(f"{what} must be numeric, got dtype {value.dtype}")
+    if jnp.issubdtype(value.dtype, jnp.complexfloating):
+        # Casting to the real parameter dtype would silently drop the imaginary part.
+        raise TypeError(f"{what} must be real, got complex dtype {value.dtype}")
     array = jnp.asarray(value, dtype=dtype)
     # One reduction on the device, one boolean back to the host.
     non_finite = int(jnp.size(array) - jnp.count_nonzero(jnp.isfinite(array)))

@@ -326,6 +326,11 @@ BAD_BATCHES = {
     "nan-in-y": (lambda p, x, y: (p, x, _nan_at(y, np.nan)), ValueError, r"y has 1 non-finite"),
     "inf-in-y": (lambda p, x, y: (p, x, _nan_at(y, -np.inf)), ValueError, r"y has 1 non-finite"),
     "string-x": (lambda p, x, y: (p, np.full((5, 3), "a"), y), TypeError, r"x must be numeric"),
+    "complex-y": (
+        lambda p, x, y: (p, x, y + 1j),
+        TypeError,
+        r"y must be real, got complex dtype complex128",
+    ),
     "too-few-layers": (
         lambda p, x, y: (p[:1], x, y),
         ValueError,
