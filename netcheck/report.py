@@ -96,7 +96,7 @@ def run_report(
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:
         raise ValueError(f"unknown report stage(s) {unknown}; known: {', '.join(STAGES)}")
-    _check_name(name)
+    check_name(name)
     started = time.perf_counter()
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     results: Record = {}
@@ -918,7 +918,8 @@ def _html_table(table: Table) -> str:
     return f"<h3>{esc(table.title)}</h3><table><tr>{head}</tr>{body}</table>{note}"
 
 
-def _check_name(name: Any) -> None:
+def check_name(name: Any) -> None:
+    """Refuse a report name that is not a plain folder name (``latest``, ``example-cpu``)."""
     if (
         not isinstance(name, str)
         or not name

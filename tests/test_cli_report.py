@@ -109,4 +109,6 @@ def test_unknown_stage_and_stages_with_from_are_refused(tmp_path, capsys):
         main(["report", "--out-dir", str(tmp_path), "--stages", "bench", "--from", "x.json"]) == 2
     )
     assert "cannot be combined with --from" in capsys.readouterr().err
+    assert main(["report", "--out-dir", str(tmp_path), "--name", "../up", "--from", "x"]) == 2
+    assert "plain folder name" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []

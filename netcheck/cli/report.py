@@ -65,6 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run (or load) the report record, write the report, print where it is."""
+    report.check_name(args.name)
     directory = Path(args.out_dir) / args.name
     if args.json and not Path(args.json).parent.is_dir():
         raise UsageError(f"--json: folder {str(Path(args.json).parent)!r} does not exist")
