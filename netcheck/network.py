@@ -249,7 +249,9 @@ class Network:
             ValueError: wrong number of layers, wrong keys, wrong shapes, mixed dtypes.
         """
         if not isinstance(params, (list, tuple)):
-            raise TypeError(f"params must be a list of per-layer dicts, got {type(params).__name__}")
+            raise TypeError(
+                f"params must be a list of per-layer dicts, got {type(params).__name__}"
+            )
         if len(params) != self.depth:
             raise ValueError(
                 f"params has {len(params)} layers but the network sizes={self.sizes} "
