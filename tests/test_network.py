@@ -430,3 +430,9 @@ def test_good_batch_is_accepted():
             np.isfinite(np.asarray(leaf)).all()
             for leaf in jax.tree.leaves(getattr(net, method)(params, x, y))
         )
+
+
+def test_x64_does_not_leak_between_tests():
+    """The x64 fixture is a context: outside it JAX is in 32-bit mode (whatever ran before)."""
+    assert not jax.config.jax_enable_x64
+    assert jnp.asarray(1.0).dtype == jnp.float32
