@@ -361,9 +361,15 @@ def _as_finite_array(value: Any, dtype: Any, what: str) -> Array:
     if jnp.issubdtype(value.dtype, jnp.complexfloating):
         # Casting to the real parameter dtype would silently drop the imaginary part.
         raise TypeError(f"{what} must be real, got complex dtype {value.dtype}")
-    array = jnp.asarray(value, dtype=dtype)
+    with np.errstate(over="ignore"):  # an overflow is reported below, in words
+        array = jnp.asarray(value, dtype=dtype)
     # One reduction on the device, one boolean back to the host.
     non_finite = int(jnp.size(array) - jnp.count_nonzero(jnp.isfinite(array)))
+    if non_finite and np.isfinite(np.asarray(value)).all():
+        raise ValueError(
+            f"{what} has {non_finite} value(s) beyond the range of {jnp.dtype(dtype).name} "
+            "(they overflow to Inf)"
+        )
     if non_finite:
         raise ValueError(f"{what} has {non_finite} non-finite value(s) (NaN or Inf)")
     return array

@@ -323,6 +323,11 @@ BAD_BATCHES = {
         r"x has 1 non-finite value\(s\) \(NaN or Inf\)",
     ),
     "inf-in-x": (lambda p, x, y: (p, _nan_at(x, np.inf), y), ValueError, r"x has 1 non-finite"),
+    "x-overflows-float32": (
+        lambda p, x, y: (p, x * 1e40, y),
+        ValueError,
+        r"x has 15 value\(s\) beyond the range of float32 \(they overflow to Inf\)",
+    ),
     "nan-in-y": (lambda p, x, y: (p, x, _nan_at(y, np.nan)), ValueError, r"y has 1 non-finite"),
     "inf-in-y": (lambda p, x, y: (p, x, _nan_at(y, -np.inf)), ValueError, r"y has 1 non-finite"),
     "string-x": (lambda p, x, y: (p, np.full((5, 3), "a"), y), TypeError, r"x must be numeric"),
