@@ -4,7 +4,7 @@ Every function here returns a plain JSON-able dict (records documented on each f
 so a report can render the results without running anything.
 
 Speed: a case is ``(spec, dtype, seed)``. Cases that differ only in their seed share one
-compiled program, ``jit(vmap(measure))`` over the seeds (:func:`netcheck.verify.measure_network`
+compiled program, ``jit(vmap(measure))`` over the seeds (``netcheck.verify.measure_network``
 with the candidate computed inside), so the cost is one compilation per ``(spec, dtype)``
 group. Case data is drawn on the host with NumPy (seeded, reproducible) so that no random
 number generator is compiled.
@@ -23,11 +23,24 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from netcheck import backprop, verify
+from netcheck import backprop
 from netcheck.activations import HIDDEN_ACTIVATIONS
 from netcheck.losses import LOSSES
 from netcheck.mutants import MUTANTS, Mutant
 from netcheck.network import Network
+
+# Names, not the module: ``netcheck.verify`` is also the package's exported function.
+from netcheck.verify import (
+    FAST_COMPILE,
+    NOISE_MULTIPLE,
+    TIE_MULTIPLE,
+    Verdict,
+    jsonable,
+    measure_network,
+    measure_network_many,
+    network_verdict,
+    witness_directions,
+)
 
 Array = jax.Array
 
@@ -232,18 +245,16 @@ def _group_program(net: Network, candidates: tuple[tuple[GradFn, GradFn], ...], 
             (grad_fn(net, params, x, y), deltas_fn(net, params, x, y))
             for grad_fn, deltas_fn in candidates
         ]
-        return verify.measure_network_many(
-            net, computed, params, x, y, directions if witness else None
-        )
+        return measure_network_many(net, computed, params, x, y, directions if witness else None)
 
-    return jax.jit(jax.vmap(one), compiler_options=verify.FAST_COMPILE)
+    return jax.jit(jax.vmap(one), compiler_options=FAST_COMPILE)
 
 
 def _stacked_inputs(cases: Sequence[Case]) -> tuple[Any, ...]:
     """The group's parameters, data and witness directions, stacked along a seed axis."""
     dtype = jnp.dtype(cases[0].dtype)
     data = [case_data(case) for case in cases]
-    directions = [verify.witness_directions(case.net, case.batch, case.seed) for case in cases]
+    directions = [witness_directions(case.net, case.batch, case.seed) for case in cases]
 
     def stack(*leaves: np.ndarray) -> Array:
         # Cast on the host (NumPy knows bfloat16 through ml_dtypes): a cast on the device
@@ -263,7 +274,7 @@ def run_group(
     cases: Sequence[Case],
     candidates: Sequence[tuple[GradFn, GradFn]] = ((backprop.manual_grad, backprop.manual_deltas),),
     witness: bool = True,
-) -> list[list[verify.Verdict]]:
+) -> list[list[Verdict]]:
     """Verify cases of one group (same spec, batch and dtype) in one compiled program.
 
     Args:
@@ -286,7 +297,7 @@ def run_group(
     dtype = jnp.dtype(cases[0].dtype)
     return [
         [
-            verify.network_verdict(net, dtype, jax.tree_util.tree_map(lambda a, i=i: a[i], one))
+            network_verdict(net, dtype, jax.tree_util.tree_map(lambda a, i=i: a[i], one))
             for i in range(len(cases))
         ]
         for one in measured
@@ -300,7 +311,7 @@ def _groups(cases: Iterable[Case]) -> list[list[Case]]:
     return list(groups.values())
 
 
-def case_record(case: Case, verdict: verify.Verdict) -> dict[str, Any]:
+def case_record(case: Case, verdict: Verdict) -> dict[str, Any]:
     """One case of :func:`run_suite`.
 
     Schema::
@@ -317,8 +328,8 @@ def case_record(case: Case, verdict: verify.Verdict) -> dict[str, Any]:
     for layer in verdict.layers:
         rows = {
             row.kind: {
-                "relative_error": verify._jsonable(row.relative_error),
-                "ratio": verify._jsonable(row.ratio),
+                "relative_error": jsonable(row.relative_error),
+                "ratio": jsonable(row.ratio),
                 "status": row.status,
             }
             for row in layer.rows
@@ -326,10 +337,8 @@ def case_record(case: Case, verdict: verify.Verdict) -> dict[str, Any]:
         layers.append(
             {
                 "layer": layer.layer,
-                "worst_relative_error": verify._jsonable(
-                    max(row.relative_error for row in layer.rows)
-                ),
-                "worst_ratio": verify._jsonable(max(row.ratio for row in layer.rows)),
+                "worst_relative_error": jsonable(max(row.relative_error for row in layer.rows)),
+                "worst_ratio": jsonable(max(row.ratio for row in layer.rows)),
                 "rows": rows,
             }
         )
@@ -341,7 +350,7 @@ def case_record(case: Case, verdict: verify.Verdict) -> dict[str, Any]:
         "kink": verdict.kink,
         "first_bad_layer": verdict.first_bad_layer,
         "reasons": list(verdict.reasons),
-        "worst_ratio": verify._jsonable(verdict.worst_ratio),
+        "worst_ratio": jsonable(verdict.worst_ratio),
         "layers": layers,
     }
 
@@ -385,7 +394,7 @@ def run_suite(cases: Sequence[Case], progress: bool = True, witness: bool = True
 
 
 def _constants() -> dict[str, float]:
-    return {"noise_multiple": verify.NOISE_MULTIPLE, "tie_multiple": verify.TIE_MULTIPLE}
+    return {"noise_multiple": NOISE_MULTIPLE, "tie_multiple": TIE_MULTIPLE}
 
 
 # ----- the kill matrix ---------------------------------------------------------------
@@ -515,7 +524,7 @@ def kill_matrix(
     }
 
 
-def _kill_record(mutant: Mutant, case: Case, verdict: verify.Verdict) -> dict[str, Any]:
+def _kill_record(mutant: Mutant, case: Case, verdict: Verdict) -> dict[str, Any]:
     expected = mutant.expected_layer(case.net)
     return {
         "id": case.id,
@@ -578,14 +587,12 @@ def _power_program(net: Network) -> Any:
                 {k: leaf * (1 + epsilon * onehot[i]).astype(leaf.dtype) for k, leaf in g.items()}
                 for i, g in enumerate(grads)
             ]
-            return verify.measure_network(net, wrong, deltas, params, x, y, directions)
+            return measure_network(net, wrong, deltas, params, x, y, directions)
 
         # The truth and floors do not depend on ε: vmap leaves them unbatched.
         return jax.vmap(scaled)(eps)
 
-    return jax.jit(
-        jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None)), compiler_options=verify.FAST_COMPILE
-    )
+    return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None)), compiler_options=FAST_COMPILE)
 
 
 def detection_power(
@@ -658,7 +665,7 @@ def _power_ours(cases: list[Case], progress: bool) -> dict[str, Any]:
                 ids.append(case.id)  # rows follow the group order, not the order of cases
                 for j in range(len(eps)):
                     one = jax.tree_util.tree_map(lambda a, i=i, j=j: a[i, j], measured)
-                    verdict = verify.network_verdict(net, dtype, one)
+                    verdict = network_verdict(net, dtype, one)
                     if j == 0:
                         false_alarms += not verdict.ok
                         kinked[row] = verdict.kink

@@ -177,12 +177,12 @@ class Agreement:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able record (non-finite numbers become ``None``)."""
-        record = {key: _jsonable(value) for key, value in vars(self).items() if key != "witness"}
-        record["ratio"] = _jsonable(self.ratio)
+        record = {key: jsonable(value) for key, value in vars(self).items() if key != "witness"}
+        record["ratio"] = jsonable(self.ratio)
         record["witness"] = (
             None
             if self.witness is None
-            else {key: _jsonable(value) for key, value in vars(self.witness).items()}
+            else {key: jsonable(value) for key, value in vars(self.witness).items()}
         )
         return record
 
@@ -1048,7 +1048,8 @@ def _safe_ratio(numerator: float, denominator: float) -> float:
     return 0.0 if numerator == 0 else math.inf
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` for JSON: a non-finite float becomes ``None`` (JSON has no NaN)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
