@@ -28,6 +28,7 @@ import itertools
 import math
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -54,6 +55,9 @@ METHODS = ("manual", "autodiff", "roofline", "literal", "numpy_loop", "finite_di
 """Every method the benchmark knows, in the order tables list them."""
 
 DTYPES = ("float32", "bfloat16", "float16", "float64")
+
+_CORE = ("manual", "autodiff", "roofline")
+"""The methods compared head to head: timed in one group, with one repeat count."""
 
 _ROW_ENVIRONMENT = ("device", "platform", "jax_version", "matmul_precision")
 """The environment fields repeated in every result row."""
@@ -503,8 +507,10 @@ def time_interleaved(
     Each call is first warmed up, and its repeat count chosen so that one measurement lasts
     about ``min_measure_s`` (from the median of three timed calls); the calls named in
     ``shared`` get one common count, set by the slowest of them, so that the methods being
-    compared are measured in exactly the same way. The order rotates from round to round,
-    so that a burst of load from other processes does not always land on the same method.
+    compared are measured in exactly the same way. Each round runs the calls in a fresh
+    random order (seeded), so that neither a burst of load from other processes nor the
+    cache left behind by the previous call always lands on the same method: a fixed
+    rotation would keep every call's predecessor the same in every round.
     Cheap calls get more rounds: after ``rounds``, rounds go on while the total is under
     ``budget_s`` (up to ``max_rounds``, default ``5 * rounds``).
 
@@ -535,11 +541,11 @@ def time_interleaved(
             repeats[name] = max(1, math.ceil(min_measure_s / max(slowest, 1e-9)))
     names = list(calls)
     times: dict[str, list[float]] = {name: [] for name in names}
+    rng = random.Random(0)  # seeded: a run is reproducible in its order
     start = time.perf_counter()
     done = 0
     while done < rounds or (time.perf_counter() - start < budget_s and done < max_rounds):
-        shift = done % len(names)
-        for name in names[shift:] + names[:shift]:
+        for name in rng.sample(names, len(names)):
             times[name].append(_measure(calls[name], repeats[name]))
         done += 1
     return {name: {"times_s": times[name], "repeats": repeats[name]} for name in names}
@@ -594,22 +600,36 @@ def bench_shape(
         method ``compile_s``, the timing summary (``median_s``, ``q25_s``, ``q75_s``,
         ``min_s``, ``max_s``, ``times_s``, ``repeats``), ``flops_per_s`` (the step's matrix
         FLOPs over the median; an *effective* rate for methods that do other work),
-        ``time_over_roofline`` (:func:`paired_ratio` against the roofline) and the compiled
+        ``time_over_roofline`` (:func:`paired_ratio` against the roofline timed in the same
+        group: manual, jax.grad and the roofline are one group, the slow methods with a
+        second roofline another) and the compiled
         memory (``temp_bytes`` ...); then ``manual_over_autodiff`` (:func:`paired_ratio` of
-        the step times) and ``manual_temp_bytes_minus_autodiff``.
+        the step times), ``manual_temp_bytes_minus_autodiff`` and, where slow methods ran,
+        ``slow_group_roofline_times_s``.
     """
     key = jax.random.PRNGKey(0) if key is None else key
     names = applicable_methods(shape, (*methods, "roofline"))
     names = [m for m in METHODS if m in names]
     prepared = {name: _prepare(name, shape, key) for name in names}
+    # The compared methods are timed among themselves: a slow method's sweep through
+    # memory would otherwise leave a cold cache to whichever call follows it.
+    core = [name for name in names if name in _CORE]
     timings = time_interleaved(
-        {name: p.call for name, p in prepared.items()},
+        {name: prepared[name].call for name in core},
         rounds,
         min_measure_s,
         budget_s,
-        shared=("manual", "autodiff", "roofline"),
+        shared=core,
     )
-    roofline_times = timings["roofline"]["times_s"]
+    references = dict.fromkeys(core, timings["roofline"]["times_s"])
+    slow = [name for name in names if name not in _CORE]
+    if slow:
+        # The slow methods get a roofline of their own to be paired with.
+        group = {name: prepared[name].call for name in [*slow, "roofline"]}
+        slow_timings = time_interleaved(group, rounds, min_measure_s)
+        for name in slow:
+            timings[name] = slow_timings[name]
+            references[name] = slow_timings["roofline"]["times_s"]
     row_methods = {}
     for name in names:
         summary = summarize(timings[name]["times_s"])
@@ -619,7 +639,7 @@ def bench_shape(
             "times_s": timings[name]["times_s"],
             "repeats": timings[name]["repeats"],
             "flops_per_s": shape.flops / summary["median_s"],
-            "time_over_roofline": paired_ratio(timings[name]["times_s"], roofline_times),
+            "time_over_roofline": paired_ratio(timings[name]["times_s"], references[name]),
             **prepared[name].costs,
         }
     row: dict[str, Any] = {
@@ -630,6 +650,9 @@ def bench_shape(
         **{k: v for k, v in environment().items() if k in _ROW_ENVIRONMENT},
         "methods": row_methods,
     }
+    if slow:
+        # What the slow methods' time_over_roofline is paired with.
+        row["slow_group_roofline_times_s"] = references[slow[0]]
     if "manual" in row_methods and "autodiff" in row_methods:
         manual, auto = row_methods["manual"], row_methods["autodiff"]
         row["manual_over_autodiff"] = paired_ratio(manual["times_s"], auto["times_s"])
