@@ -69,7 +69,8 @@ def test_autodiff_value_and_grad_is_mean_loss_and_autodiff_grad(make_problem, x6
     net = nc.Network((3, 4, 2), "elu", "identity", "squared_error")
     params, x, y = _as64(make_problem(net.sizes, net.loss, True, batch=5, seed=4))
     value, grads = autodiff.autodiff_value_and_grad(net, params, x, y)
-    assert float(value) == float(net.mean_loss(params, x, y))
+    # Same float64 operations on the same inputs: equal to a few eps.
+    np.testing.assert_allclose(float(value), float(net.mean_loss(params, x, y)), rtol=1e-14)
     reference = net.autodiff_grad(params, x, y)
     for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(reference), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-14)

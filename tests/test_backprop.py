@@ -160,7 +160,11 @@ def _sweep_cases() -> list:
 
 @pytest.mark.parametrize(("activation", "output", "loss", "bias", "depth"), _sweep_cases())
 def test_manual_matches_autodiff(activation, output, loss, bias, depth, make_problem, x64):
-    """float64: manual vs jax.grad at round-off; float32: manual vs the float64 truth."""
+    """float64: manual vs jax.grad at round-off; float32: manual vs the float64 truth.
+
+    The float32 gradient is computed with x64 enabled (the fixture spans the test); its
+    arrays are float32 throughout, as strict dtype promotion would flag any silent upcast.
+    """
     # Alternating widths: no weight matrix is square (a transposed W fails loudly), and few
     # distinct shapes keep eager dispatch hitting its cache of compiled primitives.
     sizes = (3, *(4, 5, 4, 5)[:depth], 3)
