@@ -4,8 +4,8 @@ For every shape of a grid (width ``w``, depth ``L``, batch ``n``, dtype) the ben
 network is ``sizes = (w,) * (L + 1)``, tanh hidden layers, identity output, squared error,
 with biases. Each method is compiled once (compile time kept apart), warmed up, and timed
 with ``block_until_ready``; the methods of one shape are *interleaved* round by round (in a
-rotating order) so that noise from other processes hits them alike, and the median of the
-rounds is reported with its spread.
+fresh random order each round) so that noise from other processes hits them alike, and the
+median of the rounds is reported with its spread; ratios pair the times of one round.
 
 Methods:
     ``manual``: :data:`netcheck.backprop.manual_grad_jit`, the δ recursion.
