@@ -20,7 +20,7 @@ from netcheck.checkpoint import save as save_checkpoint
 from netcheck.literal import literal_grad
 from netcheck.losses import LOSSES, Loss
 from netcheck.network import INIT_SCHEMES, ForwardCache, Network
-from netcheck.train import (
+from netcheck.trainer import (
     DivergenceWarning,
     TrainState,
     fit,
@@ -30,7 +30,7 @@ from netcheck.train import (
     make_train_step,
     train,
 )
-from netcheck.verify import Verdict, check_gradient, verify
+from netcheck.verifier import Verdict, check_gradient, verify
 
 __version__ = "0.1.0"
 

@@ -65,13 +65,9 @@ def backpropagate(
     """
     deltas = [top_delta]
     for layer in range(net.depth - 1, 0, -1):
-        g_prime = net.hidden.derivative(
-            cache.pre_activations[layer - 1], cache.activations[layer]
-        )
-        # The lecture's column form W_{ℓ+1}ᵀ δ^{ℓ+1}, one column per example. Written this
-        # way XLA needs no extra copy of Δ at small batches (measured: compiled temp memory).
-        back_signal = (params[layer]["W"].T @ deltas[-1].T).T
-        deltas.append(g_prime * back_signal)
+        g_prime = net.hidden.derivative(cache.pre_activations[layer - 1], cache.activations[layer])
+        # Rows: (Δ^{ℓ+1} W_{ℓ+1})_i = (W_{ℓ+1}ᵀ δ^{ℓ+1}_i)ᵀ, with W read in place.
+        deltas.append(g_prime * (deltas[-1] @ params[layer]["W"]))
     return deltas[::-1]
 
 
@@ -89,9 +85,7 @@ def layer_gradients(net: Network, cache: ForwardCache, deltas: list[Array]) -> P
     return grads
 
 
-def manual_value_and_grad(
-    net: Network, params: Params, x: Array, y: Array
-) -> tuple[Array, Params]:
+def manual_value_and_grad(net: Network, params: Params, x: Array, y: Array) -> tuple[Array, Params]:
     """The mean loss ``1/n Σ_i L(y_i, ŷ(x_i))`` and its gradient by the δ recursion.
 
     Args:
@@ -127,4 +121,3 @@ manual_grad_jit = jax.jit(manual_grad, static_argnums=0)
 
 manual_deltas_jit = jax.jit(manual_deltas, static_argnums=0)
 """:func:`manual_deltas` compiled once per (network, shapes, dtype)."""
-

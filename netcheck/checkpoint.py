@@ -1,4 +1,4 @@
-"""Checkpoints: a :class:`~netcheck.train.TrainState`, its network spec and history in one file.
+"""Checkpoints: a :class:`~netcheck.trainer.TrainState`, its network spec and history in one file.
 
 One ``.npz`` file holds the parameters, the optimizer state's leaves, the PRNG key's data,
 the epoch, the network spec and the history (the last three as JSON). It is written
@@ -28,7 +28,7 @@ import optax
 
 from netcheck._io import write_bytes_atomic
 from netcheck.network import Network
-from netcheck.train import History, TrainState, init_state
+from netcheck.trainer import History, TrainState, init_state
 
 FORMAT = "netcheck-checkpoint"
 VERSION = 1
@@ -39,7 +39,7 @@ class Checkpoint(NamedTuple):
 
     Attributes:
         net: the network the state belongs to.
-        state: parameters, optimizer state, key and epoch, ready for :func:`netcheck.train.fit`.
+        state: parameters, optimizer state, key and epoch, ready for :func:`netcheck.trainer.fit`.
         history: the training history saved with it (``None`` if none was saved).
     """
 
@@ -70,7 +70,7 @@ def save(
     net.check_params(state.params)
     key = state.key
     if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        raise TypeError("state.key must be a typed PRNG key (see netcheck.train.init_state)")
+        raise TypeError("state.key must be a typed PRNG key (see netcheck.trainer.init_state)")
     meta = {
         "format": FORMAT,
         "version": VERSION,

@@ -4,7 +4,7 @@ A report is built in two separate steps:
 
 1. :func:`run_report` runs the *stages* (verification suite, planted-bug kill matrix,
    detection power, benchmark, training comparison) through the lower layers
-   (:mod:`netcheck.suite`, :mod:`netcheck.bench`, :mod:`netcheck.train`) and collects their
+   (:mod:`netcheck.suite`, :mod:`netcheck.bench`, :mod:`netcheck.trainer`) and collects their
    JSON-able records into one *report record* with a schema version;
 2. :func:`write_report` renders a record, and nothing but the record, into
    ``reports/<name>/``: ``results.json``, ``report.md``, ``index.html`` (self-contained
@@ -47,7 +47,7 @@ from netcheck import __version__, bench, datasets, suite
 from netcheck._io import write_bytes_atomic
 from netcheck.figures import FIGURES, png_bytes
 from netcheck.network import Network
-from netcheck.train import train
+from netcheck.trainer import train
 
 Record = dict[str, Any]
 StageRunner = Callable[[bool], Record]
@@ -155,7 +155,7 @@ def training_comparison(settings: Mapping[str, Any] = TRAINING, progress: bool =
         ``{"settings": ..., "histories": {"manual": history, "autodiff": history},
         "elapsed_s": {grad: seconds}, "max_abs_train_loss_difference": float,
         "final": {grad: {"train_loss", "validation_loss", "validation_accuracy"}}}``; a
-        history is :func:`netcheck.train.train`'s (per-epoch lists).
+        history is :func:`netcheck.trainer.train`'s (per-epoch lists).
 
     Raises:
         ValueError: ``settings`` lacks a key of :data:`TRAINING` or has an unknown one.

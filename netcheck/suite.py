@@ -4,7 +4,7 @@ Every function here returns a plain JSON-able dict (records documented on each f
 so a report can render the results without running anything.
 
 Speed: a case is ``(spec, dtype, seed)``. Cases that differ only in their seed share one
-compiled program, ``jit(vmap(measure))`` over the seeds (``netcheck.verify.measure_network``
+compiled program, ``jit(vmap(measure))`` over the seeds (``netcheck.verifier.measure_network``
 with the candidate computed inside), so the cost is one compilation per ``(spec, dtype)``
 group. Case data is drawn on the host with NumPy (seeded, reproducible) so that no random
 number generator is compiled.
@@ -29,8 +29,7 @@ from netcheck.losses import LOSSES
 from netcheck.mutants import MUTANTS, Mutant
 from netcheck.network import Network
 
-# Names, not the module: ``netcheck.verify`` is also the package's exported function.
-from netcheck.verify import (
+from netcheck.verifier import (
     FAST_COMPILE,
     NOISE_MULTIPLE,
     TIE_MULTIPLE,
@@ -284,7 +283,7 @@ def run_group(
         witness: take the finite-difference witnesses.
 
     Returns:
-        ``verdicts[k][i]``: the :class:`~netcheck.verify.Verdict` of candidate ``k`` on
+        ``verdicts[k][i]``: the :class:`~netcheck.verifier.Verdict` of candidate ``k`` on
         case ``i``.
     """
     if len({case.group for case in cases}) != 1:

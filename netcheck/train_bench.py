@@ -7,10 +7,10 @@ plain SGD with learning rate 3.0 and minibatches of 10, on synthetic data of MNI
 trainers run side by side in one process, from the same initial parameters and over the same
 minibatch orders:
 
-- ``netcheck``: :func:`netcheck.train.fit` (epoch by epoch through
-  :func:`netcheck.train.iterate_epochs`), one compiled program per epoch, which also
+- ``netcheck``: :func:`netcheck.trainer.fit` (epoch by epoch through
+  :func:`netcheck.trainer.iterate_epochs`), one compiled program per epoch, which also
   evaluates the loss and accuracy of the whole training set after each epoch;
-- ``nc-epoch``: the compiled epoch alone (:func:`netcheck.train.make_epoch_fn`), without
+- ``nc-epoch``: the compiled epoch alone (:func:`netcheck.trainer.make_epoch_fn`), without
   that evaluation, as a JAX user composing the pieces would run it;
 - ``numpy-loop``: a per-example numpy loop in the style of Nielsen's ``network.py`` (float64,
   column vectors, ``backprop`` per example, summed over the minibatch);
@@ -40,7 +40,7 @@ import optax
 
 from netcheck._io import write_json_atomic
 from netcheck.network import Network, Params
-from netcheck.train import init_state, iterate_epochs, make_epoch_fn
+from netcheck.trainer import init_state, iterate_epochs, make_epoch_fn
 
 SIZES = (784, 30, 10)
 LEARNING_RATE = 3.0
@@ -76,7 +76,7 @@ def synthetic_mnist(n_examples: int, seed: int = 0) -> tuple[np.ndarray, np.ndar
 def epoch_orders(key: jax.Array, n_examples: int, epochs: int) -> Order:
     """The permutations netcheck's epochs draw from ``key``, so the loops can replay them.
 
-    Mirrors :func:`netcheck.train.fit`: each epoch splits the key and shuffles with the
+    Mirrors :func:`netcheck.trainer.fit`: each epoch splits the key and shuffles with the
     second half.
     """
     orders = []
@@ -103,7 +103,7 @@ def netcheck_fit(
     batch_size: int,
     epochs: int,
 ) -> EpochRunner:
-    """netcheck's trainer, :func:`netcheck.train.fit` epoch by epoch (``iterate_epochs``).
+    """netcheck's trainer, :func:`netcheck.trainer.fit` epoch by epoch (``iterate_epochs``).
 
     Its epochs include the evaluation of the whole training set after each epoch; the
     one-time input checks fall in the first (warm-up) epoch.
@@ -133,7 +133,7 @@ def netcheck_epoch(
     batch_size: int,
     epochs: int,
 ) -> EpochRunner:
-    """netcheck's compiled epoch alone (:func:`netcheck.train.make_epoch_fn`), no evaluation."""
+    """netcheck's compiled epoch alone (:func:`netcheck.trainer.make_epoch_fn`), no evaluation."""
     optimizer = optax.sgd(LEARNING_RATE)
     epoch = make_epoch_fn(net, optimizer, n_examples=x.shape[0], batch_size=batch_size)
     state = init_state(params, optimizer, key)

@@ -461,7 +461,7 @@ $\partial\mathcal L/\partial W_\ell$, from $L$ down to 1: a bug in $\delta^\ell$
 layer below it, so the first bad layer from the top is where the bug sits.
 
 # %%
-from netcheck.verify import verify
+from netcheck import verify
 
 verdict = verify(net, params, X, Y)
 print(verdict)
@@ -627,7 +627,7 @@ import optax
 
 import netcheck as nc
 from netcheck import datasets
-from netcheck.train import init_state, make_epoch_fn, train
+from netcheck import init_state, make_epoch_fn, train
 
 results = {}  # the key numbers, printed at the end and checked by the test suite
 
@@ -878,7 +878,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.test_util import check_grads
 
-from netcheck.verify import check_gradient
+from netcheck import check_gradient
 
 results = {}  # the key numbers, printed at the end and checked by the test suite
 

@@ -11,7 +11,7 @@ import pytest
 import netcheck._io
 from netcheck.checkpoint import load, save
 from netcheck.network import Network
-from netcheck.train import fit, init_state
+from netcheck.trainer import fit, init_state
 
 
 def _problem():

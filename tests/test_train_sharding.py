@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent(
     from jax.sharding import Mesh
 
     from netcheck.network import Network
-    from netcheck.train import init_state, make_epoch_fn, train
+    from netcheck.trainer import init_state, make_epoch_fn, train
 
     jax.config.update("jax_numpy_dtype_promotion", "strict")
     jax.config.update("jax_numpy_rank_promotion", "raise")

@@ -28,7 +28,7 @@ from netcheck.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
 from netcheck.cli import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 from netcheck.losses import LOSSES
 from netcheck.network import Network
-from netcheck.train import GRADS, DivergenceWarning, TrainState, fit, init_state
+from netcheck.trainer import GRADS, DivergenceWarning, TrainState, fit, init_state
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 DEFAULT_LR = {"sgd": 0.5, "momentum": 0.1, "adam": 0.01}

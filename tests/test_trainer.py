@@ -18,9 +18,9 @@ import pytest
 from sklearn.datasets import make_moons
 
 import netcheck.backprop
-import netcheck.train as train_module
+import netcheck.trainer as train_module
 from netcheck.network import Network
-from netcheck.train import (
+from netcheck.trainer import (
     DivergenceWarning,
     accuracy,
     fit,

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from netcheck import backprop
 from netcheck.network import Network
-from netcheck.verify import (
+from netcheck.verifier import (
     NOISE_MULTIPLE,
     TIE_MULTIPLE,
     Verdict,

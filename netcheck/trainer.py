@@ -47,6 +47,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from netcheck import autodiff, backprop
+from netcheck.verifier import verify
 from netcheck.network import Network, Params
 
 Array = jax.Array
@@ -60,7 +61,7 @@ GRADS: dict[str, ValueAndGrad] = {
 """Where the gradient comes from: the hand-written δ recursion, or ``jax.value_and_grad``."""
 
 CHECK_EXAMPLES = 256
-"""How many training examples ``check_every`` hands to :func:`netcheck.verify.verify`."""
+"""How many training examples ``check_every`` hands to :func:`netcheck.verifier.verify`."""
 
 _ONE_HOT_TOLERANCE = 1e-4
 """How far a softmax cross-entropy target row may sum from 1 (float32 round-off of a mixture)."""
@@ -379,7 +380,7 @@ def train(
         grad: ``"manual"`` (the δ recursion) or ``"autodiff"`` (``jax.grad``).
         validation: optional held-out ``(x_val, y_val)``, evaluated after every epoch.
         check_every: verify the manual gradient against autodiff every this many epochs
-            (:func:`netcheck.verify.verify` on the first :data:`CHECK_EXAMPLES` examples).
+            (:func:`netcheck.verifier.verify` on the first :data:`CHECK_EXAMPLES` examples).
         drop_last: skip the last partial minibatch of each epoch instead of training on it.
         mesh: a ``jax.sharding.Mesh`` for data-parallel training (batch along its first axis).
         on_epoch: called after every finished epoch with the state and the history so far.
@@ -590,8 +591,6 @@ def _history_row(epoch: int, metrics: EpochMetrics, has_validation: bool) -> dic
 
 def _check_gradient(net: Network, params: Params, x: Array, y: Array, epoch: int) -> dict:
     """Verify the manual gradient against autodiff on the first training examples."""
-    from netcheck.verify import verify  # verify sits below train; imported when used
-
     verdict = verify(net, params, x[:CHECK_EXAMPLES], y[:CHECK_EXAMPLES])
     return {"epoch": epoch, "ok": bool(verdict.ok), "verdict": verdict.to_dict()}
 
