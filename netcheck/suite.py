@@ -28,7 +28,6 @@ from netcheck.activations import HIDDEN_ACTIVATIONS
 from netcheck.losses import LOSSES
 from netcheck.mutants import MUTANTS, Mutant
 from netcheck.network import Network
-
 from netcheck.verifier import (
     FAST_COMPILE,
     NOISE_MULTIPLE,

@@ -47,8 +47,8 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from netcheck import autodiff, backprop
-from netcheck.verifier import verify
 from netcheck.network import Network, Params
+from netcheck.verifier import verify
 
 Array = jax.Array
 History = dict[str, Any]
