@@ -2,9 +2,8 @@
 
 Each subcommand lives in its own module exposing ``add_parser(subparsers)``, which registers
 the subcommand with ``handler=run``, and ``run(args) -> int``. Exit codes: 0 all good,
-1 a check failed, 2 bad usage or input, a missing optional dependency included (one line on
-stderr, no traceback; set
-``NETCHECK_DEBUG=1`` to see the traceback).
+1 a check failed, 2 bad usage or input, a missing optional dependency included (one line
+on stderr, no traceback; set ``NETCHECK_DEBUG=1`` to see the traceback).
 """
 
 from __future__ import annotations
@@ -24,6 +23,16 @@ SUBCOMMANDS = ("verify", "train", "bench", "report")
 
 class UsageError(Exception):
     """Bad usage or input at the command line: reported in one line, exit code 2."""
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """An argparse type: ``"16,16"`` -> ``(16, 16)``, with a one-line error otherwise."""
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ from typing import Any
 
 from netcheck import bench
 from netcheck._io import write_json_atomic
-from netcheck.cli import EXIT_CHECK_FAILED, EXIT_OK, UsageError
+from netcheck.cli import EXIT_CHECK_FAILED, EXIT_OK, UsageError, int_list
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,9 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     size.add_argument(
         "--large", action="store_true", help="widths up to 8192, float32 and bfloat16 (GPUs)"
     )
-    parser.add_argument("--widths", type=_int_list, help="override the grid's widths, e.g. 64,256")
-    parser.add_argument("--depths", type=_int_list, help="override the depths, e.g. 2,5")
-    parser.add_argument("--batches", type=_int_list, help="override the batch sizes, e.g. 1,1024")
+    parser.add_argument("--widths", type=int_list, help="override the grid's widths, e.g. 64,256")
+    parser.add_argument("--depths", type=int_list, help="override the depths, e.g. 2,5")
+    parser.add_argument("--batches", type=int_list, help="override the batch sizes, e.g. 1,1024")
     parser.add_argument(
         "--dtypes", type=_str_list, help=f"override the dtypes ({', '.join(bench.DTYPES)})"
     )
@@ -52,15 +52,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
 
 
 def _str_list(text: str) -> tuple[str, ...]:

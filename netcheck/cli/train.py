@@ -25,7 +25,7 @@ from tqdm import tqdm
 from netcheck import checkpoint, datasets
 from netcheck._io import write_json_atomic
 from netcheck.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
-from netcheck.cli import EXIT_CHECK_FAILED, EXIT_OK, UsageError
+from netcheck.cli import EXIT_CHECK_FAILED, EXIT_OK, UsageError, int_list
 from netcheck.losses import LOSSES
 from netcheck.network import Network
 from netcheck.trainer import GRADS, DivergenceWarning, TrainState, fit, init_state
@@ -54,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--sizes",
-        type=_int_list,
+        type=int_list,
         help="hidden layer widths, e.g. 16,16 (default 16,16); input and output widths "
         "come from the data",
     )
@@ -94,15 +94,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", metavar="PATH", help="write the history and metrics as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
 
 
 def load_data(args: argparse.Namespace) -> tuple[datasets.Dataset, datasets.Dataset]:
