@@ -67,8 +67,9 @@ def _tanh(z: Array) -> Array:
 
 
 def _tanh_prime(z: Array, a: Array) -> Array:
-    # tanh'(z) = 1 - tanh(z)², from the forward output.
-    return 1 - a * a
+    # tanh'(z) = 1 - tanh(z)² from the forward output, factored as (1 - a)(1 + a): where tanh
+    # saturates (|a| -> 1), 1 - a·a cancels and loses digits, while 1 ∓ a stays exact.
+    return (1 - a) * (1 + a)
 
 
 def _relu(z: Array) -> Array:

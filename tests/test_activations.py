@@ -6,6 +6,8 @@ differences in float64 (numpy), and for softmax the explicit Jacobian built in n
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -191,3 +193,15 @@ def test_get_activation_unknown_name_lists_known_ones():
 def test_get_activation_non_string_is_a_type_error():
     with pytest.raises(TypeError, match=r"activation must be a name \(str\), got int"):
         get_activation(3)
+
+
+def test_tanh_derivative_adds_no_cancellation_where_tanh_saturates(x64):
+    # Near |a| = 1, 1 - a·a cancels: at z = -5.2 it loses ~4 digits beyond the rounding of a
+    # itself. The reference is 1 - a² computed exactly (rationals) from the same rounded a;
+    # the hand-written derivative must stay within a few ulps of it.
+    z = jnp.array([-5.215905630264575, 4.0, 7.5, -12.0], jnp.float64)
+    tanh = get_activation("tanh")
+    a = tanh.fn(z)
+    got = np.asarray(tanh.derivative(z, a))
+    exact = np.array([float(1 - Fraction(float(v)) ** 2) for v in np.asarray(a)])
+    np.testing.assert_allclose(got, exact, rtol=4 * np.finfo(np.float64).eps)
