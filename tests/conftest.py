@@ -3,6 +3,9 @@
 float64 is enabled only inside tests that ask for it (the ``x64`` fixture), through
 ``jax.enable_x64``, so it never leaks into other tests.
 
+Under CI (``CI`` set) Hypothesis runs derandomized, so a CI run is reproducible; locally it
+explores new examples on every run.
+
 The ``make_problem`` fixture draws a network's parameters and a batch with numpy (not with
 ``Network.init``), so gradient tests do not depend on the code under test for their data.
 """
@@ -10,14 +13,20 @@ The ``make_problem`` fixture draws a network's parameters and a batch with numpy
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable
 
 import jax
 import numpy as np
 import pytest
+from hypothesis import settings
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import netcheck as nc
@@ -183,6 +183,45 @@ def test_manual_matches_autodiff(activation, output, loss, bias, depth, make_pro
 # ----- Hypothesis: random architectures ----------------------------------------------------
 
 
+SATURATION = 1e-2
+"""Smallest ``g'(z)/g'(0)`` of a sigmoid, tanh or softmax unit for the round-off bound."""
+
+
+def _off_saturation(net, params, x, y) -> bool:
+    """Whether no activation derivative is ill-conditioned at this point.
+
+    Every sigmoid/tanh unit needs ``g'(z) ≥ SATURATION · g'(0)``; an unfused softmax output
+    needs ``‖G(L) v‖ ≥ SATURATION · ‖s‖ ‖v‖`` for ``v = ŷ - y``.
+
+    Where tanh or sigmoid saturates, ``g'`` is a difference of nearly equal numbers
+    (``1 - a²``, and ``jax.grad``'s own ``g(1 + a)(1 - a)``), so *both* sides lose about
+    ``log10(g'(0)/g'(z))`` digits and a fixed round-off bound no longer applies: Hypothesis
+    found a 7e-13 relative gap at ``tanh(-5.2)`` (``1 - a² ≈ 1e-4``), and a 1e-11 one where
+    ``ŷ - y`` was nearly constant across a softmax's outputs. The verifier's
+    calibrated tolerance covers that regime (tests/test_verifier.py); this test keeps to
+    the conditioning its bound is stated for (at most 100x, so ≤ 1000 eps holds).
+    """
+    cache = net.forward_cache(params, x)
+    for layer in range(1, net.depth + 1):
+        activation = net.layer_activation(layer)
+        if activation.name == "softmax" and not net.loss_fn.fused:
+            # G(L) v = s ⊙ (v - sᵀv) cancels when v = ŷ - y is nearly constant across
+            # outputs (the all-ones direction is G(L)'s null space) or when s saturates.
+            s, v = cache.activations[layer], cache.activations[layer] - y
+            product = jnp.linalg.norm(s * (v - jnp.sum(s * v, -1, keepdims=True)), axis=-1)
+            if (
+                jnp.min(product / (jnp.linalg.norm(s, axis=-1) * jnp.linalg.norm(v, axis=-1)))
+                < SATURATION
+            ):
+                return False
+        if activation.name in ("sigmoid", "tanh"):
+            z, a = cache.pre_activations[layer - 1], cache.activations[layer]
+            slope_at_zero = activation.derivative(jnp.zeros(()), activation.fn(jnp.zeros(())))
+            if jnp.min(activation.derivative(z, a)) < SATURATION * slope_at_zero:
+                return False
+    return True
+
+
 @st.composite
 def architectures(draw):
     """(network, dtype, batch, seed) with shrinking towards small, shallow, float64 cases.
@@ -209,6 +248,7 @@ def architectures(draw):
 def test_random_architectures_manual_matches_autodiff(case, make_problem, x64):
     net, dtype, batch, seed = case
     params, x, y = make_problem(net.sizes, net.loss, net.bias, batch=batch, seed=seed)
+    assume(_off_saturation(net, *_as((params, x, y), jnp.float64)))
     with jax.disable_jit():
         truth = autodiff.autodiff_grad(net, *_as((params, x, y), jnp.float64))
         manual = backprop.manual_grad(net, *_as((params, x, y), dtype))
