@@ -12,18 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from cases import OUTPUT_LOSS_PAIRS
 
 import netcheck as nc
 from netcheck import autodiff, backprop
-
-OUTPUT_LOSS_PAIRS = {
-    "sigmoid+bce": ("sigmoid", "binary_cross_entropy"),
-    "softmax+ce": ("softmax", "softmax_cross_entropy"),
-    "identity+se": ("identity", "squared_error"),
-    "sigmoid+se": ("sigmoid", "squared_error"),
-    "tanh+se": ("tanh", "squared_error"),
-    "softmax+se": ("softmax", "squared_error"),
-}
 
 # Central differences, h = 1e-6, float64, on losses of order one with smooth activations:
 # truncation h² |f'''| / 6 ~ 1e-13 and round-off ε |f| / h ~ 2e-10; 1e-7 absolute is

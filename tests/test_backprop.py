@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from cases import OUTPUT_LOSS_PAIRS as PAIRS_BY_ID
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -27,15 +28,8 @@ from netcheck import autodiff, backprop
 
 ROUNDOFF_ULPS = 1000
 
-OUTPUT_LOSS_PAIRS = (
-    ("sigmoid", "binary_cross_entropy"),
-    ("softmax", "softmax_cross_entropy"),
-    ("identity", "squared_error"),
-    ("sigmoid", "squared_error"),
-    ("tanh", "squared_error"),
-    ("softmax", "squared_error"),
-)
-PAIR_IDS = ("sigmoid+bce", "softmax+ce", "identity+se", "sigmoid+se", "tanh+se", "softmax+se")
+OUTPUT_LOSS_PAIRS = tuple(PAIRS_BY_ID.values())
+PAIR_IDS = tuple(PAIRS_BY_ID)
 
 
 def _as(tree, dtype):

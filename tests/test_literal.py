@@ -12,19 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from cases import OUTPUT_LOSS_PAIRS
 
 import netcheck as nc
 from netcheck import backprop
 from netcheck.literal import g_matrix, literal_grad, literal_grad_jit
-
-OUTPUT_LOSS_PAIRS = {
-    "sigmoid+bce": ("sigmoid", "binary_cross_entropy"),
-    "softmax+ce": ("softmax", "softmax_cross_entropy"),
-    "identity+se": ("identity", "squared_error"),
-    "sigmoid+se": ("sigmoid", "squared_error"),
-    "tanh+se": ("tanh", "squared_error"),
-    "softmax+se": ("softmax", "squared_error"),
-}
 
 # Both forms are float64 with logits of order one (|z| ≲ 5), where even the literal,
 # unfused ∂L/∂ŷ of the cross-entropies loses at most eps/min(ŷ, 1-ŷ) ≈ 1e-13: 1e-11
