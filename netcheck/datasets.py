@@ -13,7 +13,7 @@ classic problem a single perceptron cannot solve), :func:`make_moons`,
 :func:`make_circles`, :func:`make_spirals` and :func:`make_blobs`; classes are balanced
 (class ``c`` of ``k`` gets ``n // k + (c < n % k)`` examples) and rows are shuffled.
 Real datasets: :func:`load_breast_cancer` and :func:`load_digits`, read from the files that
-scikit-learn ships inside its package (no download; ``pip install "netcheck[datasets]"``).
+scikit-learn ships inside its package (no download; ``pip install scikit-learn``).
 Files: :func:`load_npz`, :func:`load_csv` and :func:`save_npz`. Every entry point refuses
 bad input with one ``ValueError``/``TypeError`` that names the argument (or the file) and
 the problem.
@@ -484,7 +484,8 @@ def _sklearn_datasets(name: str) -> Any:
         import sklearn.datasets
     except ImportError as error:
         raise ImportError(
-            f'the {name!r} dataset needs scikit-learn: pip install "netcheck[datasets]"'
+            f"the {name!r} dataset needs scikit-learn: pip install scikit-learn "
+            '(in a netcheck checkout: pip install ".[datasets]")'
         ) from error
     return sklearn.datasets
 
@@ -519,7 +520,7 @@ def load_breast_cancer(n_samples: int | None = None, *, seed: int = 0) -> Datase
         A binary :class:`Dataset`: ``x (n, 30)``, ``y (n, 1)``.
 
     Raises:
-        ImportError: scikit-learn is not installed (``pip install "netcheck[datasets]"``).
+        ImportError: scikit-learn is not installed (``pip install scikit-learn``).
     """
     bunch = _sklearn_datasets("breast_cancer").load_breast_cancer()
     return _bundled("breast_cancer", bunch, n_samples, seed)
@@ -538,7 +539,7 @@ def load_digits(n_samples: int | None = None, *, seed: int = 0) -> Dataset:
         A :class:`Dataset`: ``x (n, 64)``, one-hot ``y (n, 10)``.
 
     Raises:
-        ImportError: scikit-learn is not installed (``pip install "netcheck[datasets]"``).
+        ImportError: scikit-learn is not installed (``pip install scikit-learn``).
     """
     bunch = _sklearn_datasets("digits").load_digits()
     return _bundled("digits", bunch, n_samples, seed)
