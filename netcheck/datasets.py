@@ -638,8 +638,9 @@ def load_npz(
         The validated dataset, named after the file's stem.
 
     Raises:
-        FileNotFoundError: no such file. ValueError: not an ``.npz`` archive, a key is
-        missing, or the arrays are malformed (each message names the file).
+        FileNotFoundError: no such file.
+        ValueError: not an ``.npz`` archive, a key is missing, or the arrays are
+            malformed (each message names the file).
     """
     for key, what in ((x_key, "x_key"), (y_key, "y_key")):
         if not isinstance(key, str):
@@ -721,9 +722,9 @@ def load_csv(
         integer labels 0..k-1 or binary targets in ``[0, 1]`` (see :func:`from_arrays`).
 
     Raises:
-        FileNotFoundError: no such file. ValueError: the file is empty, ragged, holds a
-        field that is not a finite number, or bad targets (each message names the file
-        and the line).
+        FileNotFoundError: no such file.
+        ValueError: the file is empty, ragged, holds a field that is not a finite
+            number, or bad targets (each message names the file and the line).
     """
     if not isinstance(target_column, (int, str)) or isinstance(target_column, bool):
         raise TypeError(f"target_column must be an int or a column name, got {target_column!r}")
