@@ -359,7 +359,7 @@ print("∂L/∂w^2_{3,2} by finite differences:", finite_difference)
 print("∂L/∂w^2_{3,2} by net.manual_grad:   ", float(batch_grad[1]["W"][2, 1]))
 
 # %% [markdown]
-# ## Verification against `jax.grad`, layer by layer
+# ## Verification against jax.grad, layer by layer
 #
 # `verify` judges the manual gradient the way a careful person would: the truth is
 # `jax.grad` in float64; the tolerance of each quantity is a small multiple of the error
