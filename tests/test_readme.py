@@ -1,14 +1,21 @@
 """Every command and code block the README shows runs as shown.
 
-The Python blocks are executed in order in one namespace (the API tour, then the
-check_gradient example); every ``$ netcheck ...`` line of the console block runs through
-the CLI's ``main`` in a temporary folder and must exit 0.
+The Python blocks run in order in one namespace, every one of them (the API tour, the
+check_gradient example, the data-parallel example), in a fresh Python process on 4
+simulated CPU devices (``XLA_FLAGS`` must be set before JAX starts, hence the process).
+Every ``$ netcheck ...`` line of the console block runs through the CLI's ``main`` in a
+temporary folder and must exit 0.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -31,21 +38,61 @@ def _netcheck_commands() -> list[list[str]]:
     return commands
 
 
+RUN_BLOCKS = textwrap.dedent(
+    """
+    import json, re, sys
+
+    import jax
+
+    # As in tests/conftest.py: silent dtype or rank promotion fails loudly.
+    jax.config.update("jax_numpy_dtype_promotion", "strict")
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+
+    readme = sys.argv[1]
+    namespace = {}
+    blocks = re.findall(r"```python\\n(.*?)```", open(readme, encoding="utf-8").read(), re.S)
+    for block in blocks:
+        exec(compile(block, readme, "exec"), namespace)
+    params = namespace["params"]
+    print(json.dumps({
+        "blocks": len(blocks),
+        "devices": jax.device_count(),
+        "mesh_devices": namespace["mesh"].devices.size,
+        "params_devices": len(params[0]["W"].sharding.device_set),
+        "check_gradient_ok": bool(namespace["verdict"].ok),
+        "train_accuracy": float(namespace["history"]["train_accuracy"][-1]),
+    }))
+    """
+)
+"""Runs in the fresh process: every Python block of the README, then a JSON summary."""
+
+
 def test_the_readme_shows_code_and_commands():
-    assert len(_blocks("python")) >= 2
+    assert len(_blocks("python")) >= 3
     assert {argv[0] for argv in _netcheck_commands()} == {"verify", "train", "bench", "report"}
 
 
-def test_the_python_blocks_run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    for block in _blocks("python"):
-        if "jax.sharding.Mesh" in block:
-            continue  # the multi-device snippet: tests/test_train_sharding.py runs it
-        exec(compile(block, str(README), "exec"), namespace)
-    assert namespace["verdict"].ok
-    history = namespace["history"]
-    assert history["train_accuracy"][-1] > 0.9  # the tour trains on two moons
+def test_every_python_block_runs_in_order_on_four_devices(tmp_path):
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "JAX_PLATFORMS": "cpu",
+    }
+    completed = subprocess.run(
+        [sys.executable, "-c", RUN_BLOCKS, str(README)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result["blocks"] == len(_blocks("python"))
+    assert result["devices"] == result["mesh_devices"] == 4
+    assert result["params_devices"] == 4  # the sharded run left its parameters on all four
+    assert result["check_gradient_ok"]  # the check_gradient example's verdict
+    assert result["train_accuracy"] > 0.9  # the tour and the sharded run train on two moons
 
 
 @pytest.mark.slow
