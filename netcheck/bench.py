@@ -858,7 +858,7 @@ def performance_goals(record: dict[str, Any]) -> list[dict[str, Any]]:
                 MAX_RATIO_GOAL,
                 statistics.median(ratios[index]),
                 intervals[index],
-                f"{_row_label(rows[index])}, of {len(rows)} shapes the one whose interval "
+                f"{row_label(rows[index])}, of {len(rows)} shapes the one whose interval "
                 "starts highest",
             )
         )
@@ -877,7 +877,7 @@ def performance_goals(record: dict[str, Any]) -> list[dict[str, Any]]:
                 ROOFLINE_GOAL,
                 statistics.median(over),
                 median_interval([over]),
-                _row_label(largest),
+                row_label(largest),
             )
         )
     excess = [row.get("manual_temp_bytes_minus_autodiff") for row in rows]
@@ -893,7 +893,7 @@ def performance_goals(record: dict[str, Any]) -> list[dict[str, Any]]:
                 worst_value,
                 None,
                 False if worst_value > 0 else (True if complete else None),
-                _row_label(worst_row),
+                row_label(worst_row),
                 "compiled temporary bytes from XLA's memory analysis, the largest difference "
                 "over the shapes"
                 + ("" if complete else f"; only {len(known)} of {len(rows)} shapes measured"),
@@ -948,5 +948,6 @@ def _goal(
     }
 
 
-def _row_label(row: dict[str, Any]) -> str:
+def row_label(row: dict[str, Any]) -> str:
+    """``w256 L2 n32 float32``: width, depth, batch and dtype of a result row."""
     return f"w{row['width']} L{row['depth']} n{row['batch']} {row['dtype']}"

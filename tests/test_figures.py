@@ -175,12 +175,15 @@ def power_record():
             "median_threshold": 1.0,
         },
     }
+    # Every dtype of a real report (the figure's legend must hold all of them).
     return {
         "kind": "detection_power",
         "wall_s": 1.0,
         "epsilons": eps,
         "check_grads_epsilons": [1.0, 0.1],
-        "dtypes": [entry],
+        "dtypes": [
+            {**entry, "dtype": dtype} for dtype in ("float64", "float32", "bfloat16", "float16")
+        ],
     }
 
 
@@ -238,6 +241,23 @@ def test_figures_are_1200_px_wide_with_no_text_below_9_pt(spec, drawn):
     assert texts
     small = [(t.get_text(), t.get_fontsize()) for t in texts if t.get_fontsize() < 9]
     assert not small
+
+
+@pytest.mark.parametrize("spec", figures.FIGURES, ids=lambda s: s.filename)
+def test_titles_labels_and_legends_lie_inside_the_figure(spec, drawn):
+    figure, _ = drawn[spec.filename]
+    renderer = figure.canvas.get_renderer()
+    width, height = figure.canvas.get_width_height()
+    texts = [figure._suptitle] if figure._suptitle else []
+    for legend in [*figure.legends, *(a.get_legend() for a in figure.axes)]:
+        texts += legend.texts if legend else []
+    for axis in figure.axes:
+        texts += [axis.title, axis.xaxis.label, axis.yaxis.label]
+    for text in texts:
+        if text.get_visible() and text.get_text():
+            box = text.get_window_extent(renderer)
+            assert box.x0 >= -1 and box.x1 <= width + 1, text.get_text()
+            assert box.y0 >= -1 and box.y1 <= height + 1, text.get_text()
 
 
 @pytest.mark.parametrize("spec", figures.FIGURES, ids=lambda s: s.filename)
@@ -412,9 +432,9 @@ def test_a_large_heatmap_is_split_into_panels_that_keep_every_row():
     record["cases"] = [{**record["cases"][i % 4], "id": f"case-{i}"} for i in range(100)]
     data = figures.heatmap_data(record)
     figure = figures.layer_error_heatmap(record)
-    panels = [np.asarray(artist(figure, f"heatmap:{p}").get_array()) for p in range(3)]
+    panels = [np.asarray(artist(figure, f"heatmap:{p}").get_array()) for p in range(5)]
     np.testing.assert_array_equal(np.vstack(panels), data["values"])
-    labels = [t.get_text() for axis in figure.axes[:3] for t in axis.get_yticklabels()]
+    labels = [t.get_text() for axis in figure.axes[:5] for t in axis.get_yticklabels()]
     assert labels == [f"c{i:03d}" for i in range(1, 101)]
 
 
@@ -467,7 +487,8 @@ def test_kill_matrix_has_a_legend_for_every_colour(drawn):
 def test_detection_power_plots_the_detected_fractions(drawn):
     record = power_record()
     figure = drawn["detection_power.png"][0]
-    (entry,) = record["dtypes"]
+    entry = record["dtypes"][1]
+    assert entry["dtype"] == "float32"
     x, y = line_data(figure, "netcheck:float32")
     assert x == pytest.approx(record["epsilons"]) and y == pytest.approx(entry["detected_fraction"])
     x, y = line_data(figure, "check_grads:float32")

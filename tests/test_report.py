@@ -281,7 +281,7 @@ def test_rendered_numbers_equal_results_json(written):
     training = saved["stages"]["training"]["record"]
     expected += [
         [
-            grad,
+            {"manual": "manual", "autodiff": "jax.grad"}[grad],
             fmt(history["train_loss"][-1]),
             fmt(history["validation_loss"][-1]),
             fmt(history["validation_accuracy"][-1]),
@@ -546,6 +546,14 @@ def test_progress_off_a_terminal_is_one_line_per_stage(capsys):
     assert len(lines) == 2
     assert lines[0].startswith("report: kill_matrix done in ")
     assert lines[1].startswith("report: detection_power done in ")
+
+
+def test_the_run_states_the_load_at_its_start_and_end(record, written):
+    start, end = record["environment"]["load_average"], record["load_average_after"]
+    if start is None:
+        pytest.skip("no load average on this platform")
+    text = (written / "index.html").read_text()
+    assert f"at the start: {report.fmt(start)}, at the end: {report.fmt(end)}" in text
 
 
 def test_every_stage_has_a_section():

@@ -124,7 +124,7 @@ def format_table(record: dict[str, Any]) -> str:
         if manual and auto and manual["temp_bytes"] is not None and auto["temp_bytes"] is not None:
             temp = f"{manual['temp_bytes'] / 1024:g}/{auto['temp_bytes'] / 1024:g}"
         lines.append(
-            f"{_label(row):<26}{_ms(manual):>11}{_ms(auto):>13}{_ms(roof):>13}"
+            f"{bench.row_label(row):<26}{_ms(manual):>11}{_ms(auto):>13}{_ms(roof):>13}"
             f"{_num(row.get('manual_over_autodiff')):>10}"
             f"{_num(manual and manual['time_over_roofline']):>10}"
             f"{_num(manual and manual['flops_per_s'] / 1e9):>10}{temp:>16}"
@@ -132,10 +132,6 @@ def format_table(record: dict[str, Any]) -> str:
     lines.append("performance goals (judged by the 95% interval of paired per-round ratios):")
     lines += [f"  {goal_line(goal)}" for goal in record["goals"]]
     return "\n".join(lines)
-
-
-def _label(row: dict[str, Any]) -> str:
-    return f"w{row['width']} L{row['depth']} n{row['batch']} {row['dtype']}"
 
 
 def _ms(stats: dict[str, Any] | None) -> str:

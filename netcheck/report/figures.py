@@ -607,7 +607,7 @@ HEATMAP_RANGE = (-4.0, 2.0)
 """The heat map's colour scale, log10(distance / tolerance): exact zeros (and anything
 below) at the bottom, NaN/Inf at the top."""
 
-_ROWS_PER_PANEL = 40
+_ROWS_PER_PANEL, _MAX_PANELS = 20, 6
 
 
 def heatmap_data(suite: Record) -> dict[str, Any]:
@@ -645,13 +645,13 @@ def layer_error_heatmap(suite: Record) -> Figure:
         suite: a ``netcheck.suite.run_suite`` record.
 
     Returns:
-        :func:`heatmap_data` as a heat map, cases in side-by-side panels of at most 40 rows
-        (short ids keyed in the report's legend table; each panel's image has gid
+        :func:`heatmap_data` as a heat map, cases in up to 6 side-by-side panels of about 20
+        rows (short ids keyed in the report's legend table; each panel's image has gid
         ``"heatmap:<panel>"``); blank where a case's network has fewer layers.
     """
     data = heatmap_data(suite)
     values, ids = data["values"], data["ids"]
-    n_panels = max(1, math.ceil(len(ids) / _ROWS_PER_PANEL))
+    n_panels = min(_MAX_PANELS, max(1, math.ceil(len(ids) / _ROWS_PER_PANEL)))
     per_panel = math.ceil(len(ids) / n_panels)
     height = 2.2 + 0.2 * per_panel
     figure = Figure(figsize=(WIDTH_IN, height), layout="constrained")
@@ -813,7 +813,7 @@ def detection_power_figure(power: Record) -> Figure:
         title="Detection power: the further left a curve rises, the smaller the bugs it catches",
     )
     _readable_log(axis, "x")
-    figure.legend(loc="outside right upper")
+    figure.legend(loc="outside lower center", ncols=2, frameon=False)
     return figure
 
 

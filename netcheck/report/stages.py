@@ -10,7 +10,8 @@ plain-dict records into one *report record*; :func:`load_record` reads one back 
 The report record::
 
     {"schema_version": 2, "kind": "netcheck.report", "name": str, "created": ISO time,
-     "netcheck_version": str, "environment": {device, platform, jax_version, ...},
+     "netcheck_version": str, "environment": {device, platform, jax_version, ...,
+     load_average (1 minute, at the start)}, "load_average_after": float | None,
      "settings": {...}, "elapsed_s": float,
      "stages": {stage: {"elapsed_s": float, "record": {...}}}}
 
@@ -80,6 +81,7 @@ def run_report(
     check_name(name)
     started = time.perf_counter()
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    environment = bench.environment()  # its load average is the one at the start
     bars = progress and sys.stderr.isatty()
     results: Record = {}
     for stage in STAGES:
@@ -97,7 +99,8 @@ def run_report(
         "name": name,
         "created": created,
         "netcheck_version": __version__,
-        "environment": bench.environment(),
+        "environment": environment,
+        "load_average_after": bench.environment()["load_average"],
         "settings": dict(settings or {}),
         "elapsed_s": time.perf_counter() - started,
         "stages": results,

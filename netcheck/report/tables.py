@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from netcheck.bench import row_label
+
 Record = dict[str, Any]
 
 
@@ -221,8 +223,11 @@ def headline(checks: Sequence[Check]) -> list[tuple[str, bool | None]]:
     if performance:
         met = sum(c.ok is True for c in performance)
         missed = sum(c.ok is False for c in performance)
-        text = f"Performance: {met} of {len(performance)} targets met" + (
-            f", {missed} missed" if missed else ""
+        unjudged = len(performance) - met - missed
+        text = (
+            f"Performance: {met} of {len(performance)} targets met"
+            + (f", {missed} missed" if missed else "")
+            + (f", {unjudged} not judged" if unjudged else "")
         )
         lines.append((text, not missed))
     else:
@@ -455,7 +460,7 @@ def bench_time_table(record: Record) -> Table:
         manual, auto, roof = m.get("manual"), m.get("autodiff"), m["roofline"]
         rows.append(
             [
-                bench_label(row),
+                row_label(row),
                 fmt(row["flops"]),
                 fmt_ms(manual and manual["median_s"]),
                 fmt_ms(auto and auto["median_s"]),
@@ -495,7 +500,7 @@ def bench_cost_table(record: Record) -> Table:
         manual, auto, roof = m.get("manual"), m.get("autodiff"), m["roofline"]
         rows.append(
             [
-                bench_label(row),
+                row_label(row),
                 fmt(manual and manual["flops_per_s"] / 1e9),
                 fmt(auto and auto["flops_per_s"] / 1e9),
                 fmt(roof["flops_per_s"] / 1e9),
@@ -536,7 +541,7 @@ def slow_methods_table(record: Record) -> Table:
     for row in record["results"]:
         if not any(m in row["methods"] for m in slow):
             continue
-        cells = [bench_label(row)]
+        cells = [row_label(row)]
         for method in ("manual", *slow):
             stats = row["methods"].get(method)
             cells += [
@@ -555,16 +560,15 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return None if not numerator or not denominator else numerator / denominator
 
 
-def bench_label(row: Record) -> str:
-    """``w256 L2 n32 float32``: width, depth, batch, dtype of a bench row."""
-    return f"w{row['width']} L{row['depth']} n{row['batch']} {row['dtype']}"
+GRADIENT_NAMES = {"manual": "manual", "autodiff": "jax.grad"}
+"""How the training runs are named on the page (the record keys them by trainer name)."""
 
 
 def training_tables(record: Record) -> list[Table]:
     """Final losses and accuracy of the manual and jax.grad runs, and their largest gap."""
     rows = [
         [
-            grad,
+            GRADIENT_NAMES.get(grad, grad),
             fmt(final["train_loss"]),
             fmt(final["validation_loss"]),
             fmt(final["validation_accuracy"]),
@@ -628,9 +632,11 @@ def run_lines(record: Record) -> list[str]:
         f"all stages took {fmt(record['elapsed_s'])} s.",
     ]
     if env.get("load_average") is not None:
+        after = record.get("load_average_after")
         lines.append(
-            f"Load average when the run started: {fmt(env['load_average'])} on "
-            f"{env['cpu_count']} CPU(s); timings are only as quiet as the machine was."
+            f"Load average (1 minute) at the start: {fmt(env['load_average'])}"
+            + ("" if after is None else f", at the end: {fmt(after)}")
+            + f", on {env['cpu_count']} CPU(s); timings are only as quiet as the machine was."
         )
     for stage, section in SECTIONS.items():
         entry = record["stages"].get(stage)
