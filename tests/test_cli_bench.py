@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
+import numpy as np
 import pytest
 
+from netcheck import bench
 from netcheck.cli import main
 
 TINY = [
@@ -39,11 +42,62 @@ def test_bench_writes_a_json_record_with_the_environment(tmp_path, capsys):
     assert "w4 L2 n2 float32" in out and f"{row['manual_over_autodiff']:.4g}" in out
 
 
-def test_strict_exits_1_exactly_when_a_goal_is_missed(tmp_path):
-    path = tmp_path / "bench.json"
-    code = main([*TINY, "--strict", "--json", str(path)])
-    goals = json.loads(path.read_text())["goals"]
-    assert code == (1 if any(g["passed"] is False for g in goals) else 0)
+@pytest.fixture(scope="module")
+def measured():
+    # One real tiny run; the tests below change its per-round times to know the verdicts.
+    grid = bench.Grid(
+        "test", (4,), (2,), (2,), rounds=5, min_measure_s=0.0, methods=("manual", "autodiff")
+    )
+    return bench.run_bench(grid)
+
+
+def _with_times(record, manual_over_autodiff, manual_over_roofline):
+    # Manual's per-round times set to a fixed multiple of the others' in every round.
+    record = copy.deepcopy(record)
+    for row in record["results"]:
+        methods = row["methods"]
+        auto = np.array(methods["autodiff"]["times_s"])
+        methods["manual"]["times_s"] = list(auto * manual_over_autodiff)
+        methods["roofline"]["times_s"] = list(auto * manual_over_autodiff / manual_over_roofline)
+    record["goals"] = bench.performance_goals(record)
+    return record
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["plain", "strict"])
+def test_a_missed_target_is_reported_and_exits_1_only_with_strict(
+    strict, measured, monkeypatch, capsys
+):
+    slow = _with_times(measured, 1.5, 1.5)
+    assert [g["met"] for g in slow["goals"][:3]] == [False, False, False]
+    monkeypatch.setattr(bench, "run_bench", lambda *args, **kwargs: slow)
+    code = main([*TINY, *(["--strict"] if strict else [])])
+    out = capsys.readouterr().out
+    assert code == (1 if strict else 0)
+    assert out.count("[target missed]") == 3 and "FAIL" not in out
+    assert "manual / jax.grad step time, median over shapes: 1.5, 95% interval 1.5 to 1.5" in out
+
+
+def test_targets_met_exit_0_with_strict(measured, monkeypatch, capsys):
+    even = _with_times(measured, 1.0, 1.0)
+    monkeypatch.setattr(bench, "run_bench", lambda *args, **kwargs: even)
+    assert main([*TINY, "--strict"]) == 0
+    out = capsys.readouterr().out
+    assert "[target missed]" not in out and out.count("[target met]") >= 3
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(capsys):
+    # Without --no-progress: stderr is captured (not a terminal), so no bar is drawn.
+    args = [a for a in TINY if a != "--no-progress"]
+    assert main(args) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_help_states_the_exit_codes(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "1 a target missed, with --strict only" in out
+    assert "'target met' or 'target missed'" in out
 
 
 def test_help_exits_0(capsys):

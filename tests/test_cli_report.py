@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+from test_figures import kill_record, power_record
 
 from netcheck import bench, report
 from netcheck.cli import main
@@ -64,13 +66,81 @@ def test_report_writes_and_from_rerenders(tmp_path, tiny_defaults, capsys):
     assert again == json.loads((tmp_path / "copy.json").read_text())
 
 
-def test_strict_fails_on_a_missed_goal(tmp_path, tiny_defaults):
-    path = tmp_path / "r.json"
-    code = main(
-        ["report", "--out-dir", str(tmp_path), "--no-progress", "--strict", "--json", str(path)]
-    )
-    goals = json.loads(path.read_text())["stages"]["bench"]["record"]["goals"]
-    assert code == (1 if any(g["passed"] is False for g in goals) else 0)
+@pytest.fixture
+def from_record(tmp_path, monkeypatch):
+    """Run `netcheck report --from` on a hand-made record; the page is not drawn (writing
+    is tested above and in test_report.py)."""
+    written = []
+    monkeypatch.setattr(report, "write_report", lambda record, directory: written.append(record))
+
+    def run(stages, *flags):
+        record = {
+            "schema_version": report.SCHEMA_VERSION,
+            "kind": report.KIND,
+            "name": "x",
+            "stages": {name: {"elapsed_s": 1.0, "record": r} for name, r in stages.items()},
+        }
+        path = tmp_path / "results.json"
+        path.write_text(json.dumps(record))
+        code = main(["report", "--out-dir", str(tmp_path), "--from", str(path), *flags])
+        assert len(written) == 1
+        written.clear()
+        return code
+
+    return run
+
+
+def _bench_record(manual_over_autodiff):
+    # The goals of rows whose manual time is a fixed multiple of jax.grad's in every round.
+    rng = np.random.default_rng(0)
+    rows = []
+    for flops in (10, 20):
+        auto = rng.uniform(1.0, 2.0, 7)
+        rows.append(
+            {
+                "width": flops,
+                "depth": 2,
+                "batch": 1,
+                "dtype": "float32",
+                "flops": flops,
+                "manual_over_autodiff": manual_over_autodiff,
+                "manual_temp_bytes_minus_autodiff": 0,
+                "methods": {
+                    "manual": {"times_s": list(auto * manual_over_autodiff)},
+                    "autodiff": {"times_s": list(auto)},
+                    "roofline": {"times_s": list(auto)},
+                },
+            }
+        )
+    return {"results": rows, "goals": bench.performance_goals({"results": rows})}
+
+
+def test_a_correctness_failure_exits_1_always(from_record, capsys):
+    assert from_record({"kill_matrix": kill_record()}) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL] kill matrix: every planted bug caught: 1 of 2 caught on every case" in out
+    assert from_record({"detection_power": power_record()}) == 0
+    assert "[PASS] detection power: no false alarm on correct gradients" in capsys.readouterr().out
+
+
+def test_a_missed_target_exits_0_and_1_only_with_strict(from_record, capsys):
+    slow = {"bench": _bench_record(1.5)}
+    assert [g["met"] for g in slow["bench"]["goals"]] == [False, False, False, True]
+    assert from_record(slow) == 0
+    out = capsys.readouterr().out
+    assert out.count("[target missed]") == 3 and "FAIL" not in out
+    assert from_record(slow, "--strict") == 1
+    capsys.readouterr()
+    assert from_record({"bench": _bench_record(1.0)}, "--strict") == 0
+    assert "[target missed]" not in capsys.readouterr().out
+
+
+def test_help_states_the_exit_codes(capsys):
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "1 a correctness check failed, or a performance target was missed with --strict" in out
+    assert "'target met' or 'target missed'" in out
 
 
 def test_help_exits_0(capsys):
@@ -87,7 +157,7 @@ def test_help_exits_0(capsys):
         ("{oops", "is not valid JSON"),
         (
             '{"kind": "netcheck.report", "schema_version": 99, "stages": {}}',
-            "has schema_version 99; this netcheck reads schema_version 1",
+            "has schema_version 99; this netcheck reads schema_version 2",
         ),
     ],
     ids=["missing", "malformed", "wrong-version"],

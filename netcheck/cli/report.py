@@ -3,14 +3,18 @@
 ``netcheck report`` runs the verification suite, the planted-bug kill matrix, detection
 power, a reduced benchmark and a short training comparison, then writes ``index.html``,
 ``report.md``, ``results.json`` and the PNG figures into ``reports/<name>/`` atomically.
-``--from results.json`` re-renders a saved record without recomputing anything. Exit 0
-when every correctness check passed, 1 when one failed (a disagreeing layer, a surviving
-planted bug; with ``--strict`` also a missed performance goal), 2 on bad usage or input.
+``--from results.json`` re-renders a saved record without recomputing anything. It prints
+the verdict, the same checklist the page opens with: correctness checks PASS/FAIL,
+performance goals "target met" / "target missed". Exit 0 when every correctness check
+passed (also when a performance target is missed), 1 when one failed (a disagreeing
+layer, a surviving planted bug, a false alarm) or, with ``--strict``, when a performance
+target is missed; 2 on bad usage or input.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +30,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="run every stage and write an HTML/Markdown report with figures",
         description="Run the verification suite, kill matrix, detection power, benchmark "
         "and training comparison, and write reports/<name>/ (index.html, report.md, "
-        "results.json, figures), atomically.",
+        "results.json, figures), atomically. Prints the verdict: correctness checks PASS or "
+        "FAIL, performance goals 'target met' or 'target missed' (judged by the 95%% "
+        "bootstrap interval of the paired per-round ratios).",
+        epilog="Exit codes: 0 every correctness check passed (also when a performance target "
+        "is missed); 1 a correctness check failed, or a performance target was missed with "
+        "--strict; 2 bad usage or input.",
     )
     parser.add_argument("--name", default="latest", help="report folder name (default: latest)")
     parser.add_argument(
@@ -57,9 +66,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results record here")
     parser.add_argument(
-        "--strict", action="store_true", help="exit 1 also when a performance goal is missed"
+        "--strict",
+        action="store_true",
+        help="exit 1 also when a performance target is missed (correctness failures exit 1 always)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress output (bars on a terminal, else one line per stage on stderr)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -86,9 +101,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json_atomic(args.json, record)
     print(f"wrote {directory / 'index.html'}")
-    for line in report.verdict_lines(record):
-        print(line)
-    return _exit_code(record, args.strict)
+    checks = report.checklist(record)
+    for check in checks:
+        print(check.line)
+    return exit_code(checks, args.strict)
 
 
 FULL_SETTINGS: dict[str, dict[str, Any]] = {
@@ -118,9 +134,8 @@ def stage_settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return settings
 
 
-def _exit_code(record: dict[str, Any], strict: bool) -> int:
-    checks = report.check_outcomes(record)
-    failed = [name for name, passed in checks.items() if passed is False]
-    if not strict:
-        failed = [name for name in failed if not name.startswith("goal:")]
+def exit_code(checks: Sequence[report.Check], strict: bool) -> int:
+    """1 when a correctness check failed, or with ``strict`` a performance target was missed."""
+    counted = ("correctness", "performance") if strict else ("correctness",)
+    failed = [check for check in checks if check.kind in counted and check.ok is False]
     return EXIT_CHECK_FAILED if failed else EXIT_OK
