@@ -140,7 +140,7 @@ def split_point(
 
 def _float_leaf(leaf: Any, where: str) -> Array:
     dtype = jnp.dtype(leaf.dtype) if hasattr(leaf, "dtype") else None
-    if dtype == F64 and not jax.config.jax_enable_x64:
+    if dtype is not None and dtype == F64 and not jax.config.jax_enable_x64:
         raise ValueError(
             f"{where} is float64 but JAX runs in 32-bit mode: enable 64-bit mode "
             "(jax.config.update('jax_enable_x64', True)) or pass float32 parameters"
