@@ -30,8 +30,6 @@ from netcheck.mutants import MUTANTS, Mutant
 from netcheck.network import Network, Params
 from netcheck.verifier import (
     FAST_COMPILE,
-    NOISE_MULTIPLE,
-    TIE_MULTIPLE,
     Verdict,
     jsonable,
     measure_network_many,
@@ -44,7 +42,7 @@ from netcheck.verifier.network import (
     quantity_shapes,
     witness_agrees,
 )
-from netcheck.verifier.rule import DEFAULT_CONSTANTS, rows_pass
+from netcheck.verifier.rule import DEFAULT_CONSTANTS, Constants, rows_pass
 
 FORMULA_KEYS = frozenset((*FORMULA_METRICS, "self_floor64", "max_self_floor64"))
 """The metrics of the formula part, dropped to judge the precision part alone."""
@@ -293,6 +291,7 @@ def run_group(
     cases: Sequence[Case],
     candidates: Sequence[tuple[GradFn, GradFn]] = ((backprop.manual_grad, backprop.manual_deltas),),
     witness: bool = True,
+    constants: Constants = DEFAULT_CONSTANTS,
 ) -> list[list[Verdict]]:
     """Verify cases of one group (same spec, batch and dtype) in one compiled program.
 
@@ -301,6 +300,7 @@ def run_group(
         candidates: the gradients under test, ``(grad_fn, deltas_fn)`` pairs (default the
             manual backprop alone); all are judged against the same references.
         witness: take the finite-difference witness.
+        constants: ``K`` and ``T`` to judge with.
 
     Returns:
         ``verdicts[k][i]``: the :class:`~netcheck.verifier.Verdict` of candidate ``k`` on
@@ -316,7 +316,9 @@ def run_group(
     dtype = jnp.dtype(cases[0].dtype)
     return [
         [
-            network_verdict(net, dtype, batch, jax.tree_util.tree_map(lambda a, i=i: a[i], one))
+            network_verdict(
+                net, dtype, batch, jax.tree_util.tree_map(lambda a, i=i: a[i], one), constants
+            )
             for i in range(len(cases))
         ]
         for one in measured
@@ -380,14 +382,20 @@ def case_record(case: Case, verdict: Verdict) -> dict[str, Any]:
     }
 
 
-def run_suite(cases: Sequence[Case], progress: bool = True, witness: bool = True) -> dict[str, Any]:
+def run_suite(
+    cases: Sequence[Case],
+    progress: bool = True,
+    witness: bool = True,
+    constants: Constants = DEFAULT_CONSTANTS,
+) -> dict[str, Any]:
     """Verify the manual backprop on every case.
 
     Args:
         cases: e.g. :func:`default_cases`.
         progress: show a tqdm bar on stderr.
-        witness: take the float64 finite-difference witnesses (about a quarter of the
-            compile time; ``netcheck verify --quick`` leaves them out).
+        witness: take the float64 finite-difference witness (``netcheck verify --quick``
+            leaves it out).
+        constants: ``K`` and ``T`` to judge with (the defaults: 8 and 4).
 
     Returns:
         ``{"kind": "suite", "n_cases": int, "n_failed": int, "ok": bool, "groups": int,
@@ -401,7 +409,7 @@ def run_suite(cases: Sequence[Case], progress: bool = True, witness: bool = True
         total=len(cases), desc="verify", unit="case", disable=None if progress else True
     ) as bar:
         for group in groups:
-            verdicts = run_group(group, witness=witness)[0]
+            verdicts = run_group(group, witness=witness, constants=constants)[0]
             for case, verdict in zip(group, verdicts, strict=True):
                 records[case] = case_record(case, verdict)
             bar.update(len(group))
@@ -415,13 +423,13 @@ def run_suite(cases: Sequence[Case], progress: bool = True, witness: bool = True
         "groups": len(groups),
         "wall_s": time.perf_counter() - start,
         "witness": witness,
-        "constants": _constants(),
+        "constants": _constants(constants),
         "cases": ordered,
     }
 
 
-def _constants() -> dict[str, float]:
-    return {"noise_multiple": NOISE_MULTIPLE, "tie_multiple": TIE_MULTIPLE}
+def _constants(constants: Constants) -> dict[str, float]:
+    return {"noise_multiple": constants.noise_multiple, "tie_multiple": constants.tie_multiple}
 
 
 # ----- the kill matrix ---------------------------------------------------------------
@@ -471,6 +479,7 @@ def kill_matrix(
     progress: bool = True,
     activation: str | None = None,
     loss: str | None = None,
+    constants: Constants = DEFAULT_CONSTANTS,
 ) -> dict[str, Any]:
     """Run every mutant on every kill case where it applies, and the correct code as control.
 
@@ -483,6 +492,7 @@ def kill_matrix(
         mutants: names from :data:`netcheck.mutants.MUTANTS` (default all).
         progress: show a tqdm bar on stderr.
         activation, loss: run only the kill specs with this hidden activation / loss.
+        constants: ``K`` and ``T`` to judge with.
 
     Returns:
         ``{"kind": "kill_matrix", "dtypes": [...], "not_run": [names], "all_killed": bool,
@@ -509,7 +519,9 @@ def kill_matrix(
             applicable = [MUTANTS[name] for name in names if MUTANTS[name].applies(net, batch)]
             candidates = [(backprop.manual_grad, backprop.manual_deltas)]
             candidates += [(mutant.grad, mutant.deltas) for mutant in applicable]
-            control_verdicts, *mutant_verdicts = run_group(group, candidates, witness=False)
+            control_verdicts, *mutant_verdicts = run_group(
+                group, candidates, witness=False, constants=constants
+            )
             for case, verdict in zip(group, control_verdicts, strict=True):
                 control.append(
                     {
@@ -628,7 +640,7 @@ def median_element_masks(grads: Params, onehot: Array) -> tuple[list[Array], Arr
         order = jnp.argsort(jnp.where(size > 0, size, jnp.inf))
         chosen = order[nonzero // 2]
         flat = (jnp.arange(size.size) == chosen) & (nonzero > 0) & (onehot[index] > 0)
-        masks.append(flat.reshape(layer["W"].shape))
+        masks.append(flat.reshape(layer["W"].shape).astype(onehot.dtype))
         mutable = mutable | ((nonzero > 0) & (onehot[index] > 0))
     return masks, mutable
 
@@ -700,6 +712,7 @@ def detection_power(
     n_cases: int = 1000,
     check_grads_cases: int = 200,
     progress: bool = True,
+    constants: Constants = DEFAULT_CONSTANTS,
 ) -> dict[str, Any]:
     """Measure, per dtype, the smallest detected error: one layer scaled, one element scaled.
 
@@ -710,7 +723,7 @@ def detection_power(
     variant is judged twice: by the whole verdict (formula and precision) and by the
     precision part alone. The same mutations are judged by ``jax.test_util.check_grads``
     (reverse mode, its default tolerances) on the first ``check_grads_cases`` cases, the
-    gradient entering through a ``jax.custom_vjp``.
+    gradient entering through a ``jax.custom_vjp``. ``constants`` are ``K`` and ``T``.
 
     Returns:
         ``{"kind": "detection_power", "wall_s", "constants", "epsilons",
@@ -732,13 +745,13 @@ def detection_power(
     records = []
     for dtype in dtypes:
         cases = power_cases(dtype, n_cases)
-        ours = _power_ours(cases, progress)
+        ours = _power_ours(cases, progress, constants)
         theirs = _power_check_grads(cases[:check_grads_cases], progress)
         records.append({"dtype": dtype, **ours, "check_grads": theirs})
     return {
         "kind": "detection_power",
         "wall_s": time.perf_counter() - start,
-        "constants": _constants(),
+        "constants": _constants(constants),
         "epsilons": list(EPSILONS),
         "check_grads_epsilons": list(CHECK_GRADS_EPSILONS),
         "dtypes": records,
@@ -749,17 +762,19 @@ def _chosen_layer(case: Case) -> int:
     return int(np.random.default_rng(case.seed).integers(1, len(case.sizes)))
 
 
-def verdicts_pass(net: Network, dtype: Any, measured: dict[str, Any], formula: bool) -> np.ndarray:
+def verdicts_pass(
+    dtype: Any, measured: dict[str, Any], formula: bool, constants: Constants = DEFAULT_CONSTANTS
+) -> np.ndarray:
     """Whether each verdict of a batch of network measurements passes, without building
     the verdicts: the verifier's own vectorised rule (:func:`~netcheck.verifier.rule.rows_pass`)
     with the verdict's other reasons (NaN/Inf loss, a disagreeing witness).
 
     Args:
-        net: the network.
         dtype: the working dtype.
         measured: :func:`~netcheck.verifier.measure_network_many` output for one candidate,
             with leading batch axes (cases, variants, ...).
         formula: judge with the formula part (else the precision part alone).
+        constants: ``K`` and ``T``.
 
     Returns:
         A boolean array of the leading batch shape.
@@ -772,7 +787,7 @@ def verdicts_pass(net: Network, dtype: Any, measured: dict[str, Any], formula: b
     rows = rows_pass(
         metrics,
         dtype,
-        DEFAULT_CONSTANTS,
+        constants,
         kink_point=kink[..., None],
         truth_nonfinite=truth_bad[..., None],
     )
@@ -785,7 +800,7 @@ def verdicts_pass(net: Network, dtype: Any, measured: dict[str, Any], formula: b
     return ok
 
 
-def _power_ours(cases: list[Case], progress: bool) -> dict[str, Any]:
+def _power_ours(cases: list[Case], progress: bool, constants: Constants) -> dict[str, Any]:
     eps = np.array((0.0, *EPSILONS))
     shape = (len(cases), len(EPSILONS))
     detected = {(m, mode): np.zeros(shape, bool) for m in MUTATIONS for mode in MODES}
@@ -810,7 +825,7 @@ def _power_ours(cases: list[Case], progress: bool) -> dict[str, Any]:
             rows = slice(row, row + len(group))
             for mutation in MUTATIONS:
                 for mode in MODES:
-                    ok = verdicts_pass(net, dtype, measured[mutation], mode == "both")
+                    ok = verdicts_pass(dtype, measured[mutation], mode == "both", constants)
                     detected[mutation, mode][rows] = ~ok[:, 1:]
                     if mutation == "layer":
                         false_alarms[mode] += int((~ok[:, 0]).sum())
@@ -818,7 +833,8 @@ def _power_ours(cases: list[Case], progress: bool) -> dict[str, Any]:
             mutable[rows] = measured["mutable"]
             for i in range(len(group)):
                 correct = jax.tree_util.tree_map(lambda a, i=i: a[i, 0], measured["layer"])
-                worst = max(worst, network_verdict(net, dtype, batch, correct).worst_ratio)
+                verdict = network_verdict(net, dtype, batch, correct, constants)
+                worst = max(worst, verdict.worst_ratio)
             ids += [case.id for case in group]  # rows follow the group order
             row += len(group)
             bar.update(len(group))

@@ -139,8 +139,9 @@ def test_a_float64_point_whose_float32_image_overflows_is_no_false_alarm(x64):
     verdict = check_gradient(loss, grad, jnp.asarray(50.0), jnp.asarray([2.0, 1.0]))
     assert verdict.ok, str(verdict)
     assert "overflows" in verdict.rows[0].precision.note
-    wrong = check_gradient(loss, lambda w, x: grad(w, x) * (1 + 1e-12), jnp.asarray(50.0),
-                           jnp.asarray([2.0, 1.0]))
+    wrong = check_gradient(
+        loss, lambda w, x: grad(w, x) * (1 + 1e-12), jnp.asarray(50.0), jnp.asarray([2.0, 1.0])
+    )
     assert not wrong.ok and "NaN/Inf" not in wrong.reason
 
 
@@ -159,8 +160,9 @@ def test_keyword_arguments_reach_both_functions():
 
     w, x = jnp.ones((3,), jnp.float32), jnp.arange(6.0, dtype=jnp.float32).reshape(2, 3) / 6
     assert check_gradient(loss, grad, w, x, power=3).ok
-    assert not check_gradient(loss, lambda w, x, *, power: grad(w, x, power=power + 1), w, x,
-                              power=3).ok
+    assert not check_gradient(
+        loss, lambda w, x, *, power: grad(w, x, power=power + 1), w, x, power=3
+    ).ok
 
 
 def test_has_aux_losses_and_gradients():
@@ -213,11 +215,16 @@ def test_a_gradient_that_cannot_run_in_float64_is_judged_on_precision_and_says_w
     params, x = _user_point()
 
     def float32_only(params, x):
-        return jax.tree_util.tree_map(lambda g: g.astype(jnp.float32), jax.grad(_plain_loss)(params, x))
+        return jax.tree_util.tree_map(
+            lambda g: g.astype(jnp.float32), jax.grad(_plain_loss)(params, x)
+        )
 
     verdict = check_gradient(_plain_loss, float32_only, params, x)
     assert verdict.ok and all(row.formula is None for row in verdict.rows)
-    assert "returns float32" in verdict.formula_note and "precision judged alone" in verdict.formula_note
+    assert (
+        "returns float32" in verdict.formula_note
+        and "precision judged alone" in verdict.formula_note
+    )
 
 
 def test_a_wrong_custom_jvp_inside_the_loss_makes_the_reference_suspect():
