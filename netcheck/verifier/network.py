@@ -486,7 +486,7 @@ def verify(
     if jnp.dtype(x.dtype) != F64:
 
         def run64() -> tuple[Params, list[Array]]:
-            point64 = (measure.upcast(params), x.astype(F64), y.astype(F64))
+            point64 = measure.upcast_jit((params, x, y))
             return grad_fn(net, *point64), list(deltas_fn(net, *point64))
 
         ran, formula_note = candidate_in_float64(

@@ -379,22 +379,27 @@ def _call_grad(
 def _check_loss_output(
     loss_fn: Callable, has_aux: bool, layout: Layout, floats: list[Array], arrays: list[Array]
 ) -> None:
-    """Refuse a loss that does not return a real scalar (checked abstractly, nothing runs)."""
+    """Refuse a loss that does not return a real scalar (checked abstractly, nothing runs;
+    once per loss, structure, shapes and dtypes)."""
+    specs = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (*floats, *arrays))
+    _check_loss_output_once(loss_fn, has_aux, layout, len(floats), specs)
 
+
+@functools.lru_cache(maxsize=256)
+def _check_loss_output_once(
+    loss_fn: Callable, has_aux: bool, layout: Layout, n_floats: int, specs: tuple
+) -> None:
     def call(floats: list[Array], arrays: list[Array]) -> Any:
         params, args, kwargs = layout.rebuild(floats, arrays)
         return loss_fn(params, *args, **kwargs)
 
-    shape = jax.eval_shape(call, floats, arrays)
+    shape = jax.eval_shape(call, list(specs[:n_floats]), list(specs[n_floats:]))
     if has_aux:
         if not (isinstance(shape, tuple) and len(shape) == 2):
             raise ValueError("with has_aux=True, loss_fn must return (loss, aux)")
         shape = shape[0]
-    if (
-        not hasattr(shape, "shape")
-        or shape.shape != ()
-        or not jnp.issubdtype(shape.dtype, jnp.floating)
-    ):
+    is_scalar = hasattr(shape, "shape") and shape.shape == ()
+    if not is_scalar or not jnp.issubdtype(shape.dtype, jnp.floating):
         got = (
             f"shape {getattr(shape, 'shape', '?')} {getattr(shape, 'dtype', type(shape).__name__)}"
         )
@@ -413,7 +418,7 @@ def _candidate64(
     """The candidate run in float64 on the upcast point, or ``None`` and why not."""
 
     def call() -> list[Array]:
-        point = measure.upcast((floats, arrays))
+        point = measure.upcast_jit((floats, arrays))
         params, args, kwargs = layout.rebuild(*point)
         grads = _call_grad(grad_fn, has_aux, params, args, kwargs)
         found = {
