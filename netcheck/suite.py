@@ -27,18 +27,25 @@ from netcheck import backprop
 from netcheck.activations import HIDDEN_ACTIVATIONS
 from netcheck.losses import LOSSES
 from netcheck.mutants import MUTANTS, Mutant
-from netcheck.network import Network
+from netcheck.network import Network, Params
 from netcheck.verifier import (
     FAST_COMPILE,
-    NOISE_MULTIPLE,
-    TIE_MULTIPLE,
     Verdict,
     jsonable,
-    measure_network,
     measure_network_many,
     network_verdict,
-    witness_directions,
 )
+from netcheck.verifier.measure import FORMULA_METRICS, upcast, witness_noise
+from netcheck.verifier.network import (
+    measure_network_candidate,
+    network_references,
+    quantity_shapes,
+    witness_agrees,
+)
+from netcheck.verifier.rule import DEFAULT_CONSTANTS, Constants, rows_pass
+
+FORMULA_KEYS = frozenset((*FORMULA_METRICS, "self_floor64", "max_self_floor64"))
+"""The metrics of the formula part, dropped to judge the precision part alone."""
 
 Array = jax.Array
 
@@ -233,26 +240,36 @@ def case_data(case: Case) -> tuple[list[dict[str, np.ndarray]], np.ndarray, np.n
 GradFn = Callable[..., Any]
 
 
+def _candidate_pair(net: Network, grad_fn: GradFn, deltas_fn: GradFn, params, x, y) -> tuple:
+    """The candidate at the working dtype and run in float64 on the upcast point (the
+    formula part); for a float64 point the two coincide and the second is ``None``."""
+    grads, deltas = grad_fn(net, params, x, y), deltas_fn(net, params, x, y)
+    if jnp.dtype(x.dtype) == jnp.float64:
+        return grads, deltas, None, None
+    p64, x64, y64 = upcast((params, x, y))
+    return grads, deltas, grad_fn(net, p64, x64, y64), deltas_fn(net, p64, x64, y64)
+
+
 @functools.cache
 def _group_program(net: Network, candidates: tuple[tuple[GradFn, GradFn], ...], witness: bool):
     """``jit(vmap(measure))`` over seeds, each candidate ``(grad_fn, deltas_fn)`` computed
-    inside and judged against references computed once."""
+    inside (at the working dtype and in float64) and judged against references computed
+    once."""
 
-    def one(params: Any, x: Array, y: Array, directions: Any) -> list[dict[str, Any]]:
+    def one(params: Any, x: Array, y: Array, noise: Any) -> list[dict[str, Any]]:
         computed = [
-            (grad_fn(net, params, x, y), deltas_fn(net, params, x, y))
+            _candidate_pair(net, grad_fn, deltas_fn, params, x, y)
             for grad_fn, deltas_fn in candidates
         ]
-        return measure_network_many(net, computed, params, x, y, directions if witness else None)
+        return measure_network_many(net, computed, params, x, y, noise if witness else None)
 
     return jax.jit(jax.vmap(one), compiler_options=FAST_COMPILE)
 
 
 def _stacked_inputs(cases: Sequence[Case]) -> tuple[Any, ...]:
-    """The group's parameters, data and witness directions, stacked along a seed axis."""
+    """The group's parameters, data and witness noise, stacked along a seed axis."""
     dtype = jnp.dtype(cases[0].dtype)
     data = [case_data(case) for case in cases]
-    directions = [witness_directions(case.net, case.batch, case.seed) for case in cases]
 
     def stack(*leaves: np.ndarray) -> Array:
         # Cast on the host (NumPy knows bfloat16 through ml_dtypes): a cast on the device
@@ -262,16 +279,19 @@ def _stacked_inputs(cases: Sequence[Case]) -> tuple[Any, ...]:
     params = jax.tree_util.tree_map(stack, *[d[0] for d in data])
     x = stack(*[d[1] for d in data])
     y = stack(*[d[2] for d in data])
-    stacked_directions = jax.tree_util.tree_map(
-        lambda *leaves: jax.device_put(np.stack(leaves)), *directions
-    )
-    return params, x, y, stacked_directions
+    noise = [
+        witness_noise(case.seed, [np.zeros(s) for s in quantity_shapes(case.net, case.batch)])
+        for case in cases
+    ]
+    stacked_noise = [jax.device_put(np.stack(leaves)) for leaves in zip(*noise, strict=True)]
+    return params, x, y, stacked_noise
 
 
 def run_group(
     cases: Sequence[Case],
     candidates: Sequence[tuple[GradFn, GradFn]] = ((backprop.manual_grad, backprop.manual_deltas),),
     witness: bool = True,
+    constants: Constants = DEFAULT_CONSTANTS,
 ) -> list[list[Verdict]]:
     """Verify cases of one group (same spec, batch and dtype) in one compiled program.
 
@@ -279,7 +299,8 @@ def run_group(
         cases: cases with equal :attr:`Case.group`.
         candidates: the gradients under test, ``(grad_fn, deltas_fn)`` pairs (default the
             manual backprop alone); all are judged against the same references.
-        witness: take the finite-difference witnesses.
+        witness: take the finite-difference witness.
+        constants: ``K`` and ``T`` to judge with.
 
     Returns:
         ``verdicts[k][i]``: the :class:`~netcheck.verifier.Verdict` of candidate ``k`` on
@@ -287,7 +308,7 @@ def run_group(
     """
     if len({case.group for case in cases}) != 1:
         raise ValueError("run_group needs cases of one group (same spec, batch and dtype)")
-    net = cases[0].net
+    net, batch = cases[0].net, cases[0].batch
     with jax.enable_x64(True):
         inputs = _stacked_inputs(cases)
         program = _group_program(net, tuple(candidates), witness)
@@ -295,7 +316,9 @@ def run_group(
     dtype = jnp.dtype(cases[0].dtype)
     return [
         [
-            network_verdict(net, dtype, jax.tree_util.tree_map(lambda a, i=i: a[i], one))
+            network_verdict(
+                net, dtype, batch, jax.tree_util.tree_map(lambda a, i=i: a[i], one), constants
+            )
             for i in range(len(cases))
         ]
         for one in measured
@@ -318,9 +341,12 @@ def case_record(case: Case, verdict: Verdict) -> dict[str, Any]:
          "first_bad_layer": int | None, "reasons": [str], "worst_ratio": float,
          "layers": [{"layer": ℓ, "worst_relative_error": float | None,
                      "worst_ratio": float | None,
-                     "rows": {"delta"|"W"|"b": {"relative_error", "ratio", "status"}}}]}
+                     "rows": {"delta"|"W"|"b": {"relative_error", "ratio", "status",
+                              "formula_ratio" (None without a formula part),
+                              "precision_ratio", "detectable_element"}}}]}
 
-    ``ratio`` is distance / tolerance (below 1 passes); ``None`` stands for NaN/Inf.
+    ``ratio`` is distance / tolerance (below 1 passes; the larger over the parts and
+    norms); ``None`` stands for NaN/Inf.
     """
     layers = []
     for layer in verdict.layers:
@@ -329,6 +355,9 @@ def case_record(case: Case, verdict: Verdict) -> dict[str, Any]:
                 "relative_error": jsonable(row.relative_error),
                 "ratio": jsonable(row.ratio),
                 "status": row.status,
+                "formula_ratio": None if row.formula is None else jsonable(row.formula.ratio),
+                "precision_ratio": jsonable(row.precision.ratio),
+                "detectable_element": jsonable(row.detectable_element),
             }
             for row in layer.rows
         }
@@ -353,14 +382,20 @@ def case_record(case: Case, verdict: Verdict) -> dict[str, Any]:
     }
 
 
-def run_suite(cases: Sequence[Case], progress: bool = True, witness: bool = True) -> dict[str, Any]:
+def run_suite(
+    cases: Sequence[Case],
+    progress: bool = True,
+    witness: bool = True,
+    constants: Constants = DEFAULT_CONSTANTS,
+) -> dict[str, Any]:
     """Verify the manual backprop on every case.
 
     Args:
         cases: e.g. :func:`default_cases`.
         progress: show a tqdm bar on stderr.
-        witness: take the float64 finite-difference witnesses (about a quarter of the
-            compile time; ``netcheck verify --quick`` leaves them out).
+        witness: take the float64 finite-difference witness (``netcheck verify --quick``
+            leaves it out).
+        constants: ``K`` and ``T`` to judge with (the defaults: 8 and 4).
 
     Returns:
         ``{"kind": "suite", "n_cases": int, "n_failed": int, "ok": bool, "groups": int,
@@ -370,9 +405,11 @@ def run_suite(cases: Sequence[Case], progress: bool = True, witness: bool = True
     start = time.perf_counter()
     records: dict[Case, dict[str, Any]] = {}
     groups = _groups(cases)
-    with tqdm(total=len(cases), desc="verify", unit="case", disable=not progress) as bar:
+    with tqdm(
+        total=len(cases), desc="verify", unit="case", disable=None if progress else True
+    ) as bar:
         for group in groups:
-            verdicts = run_group(group, witness=witness)[0]
+            verdicts = run_group(group, witness=witness, constants=constants)[0]
             for case, verdict in zip(group, verdicts, strict=True):
                 records[case] = case_record(case, verdict)
             bar.update(len(group))
@@ -386,13 +423,13 @@ def run_suite(cases: Sequence[Case], progress: bool = True, witness: bool = True
         "groups": len(groups),
         "wall_s": time.perf_counter() - start,
         "witness": witness,
-        "constants": _constants(),
+        "constants": _constants(constants),
         "cases": ordered,
     }
 
 
-def _constants() -> dict[str, float]:
-    return {"noise_multiple": NOISE_MULTIPLE, "tie_multiple": TIE_MULTIPLE}
+def _constants(constants: Constants) -> dict[str, float]:
+    return {"noise_multiple": constants.noise_multiple, "tie_multiple": constants.tie_multiple}
 
 
 # ----- the kill matrix ---------------------------------------------------------------
@@ -442,6 +479,7 @@ def kill_matrix(
     progress: bool = True,
     activation: str | None = None,
     loss: str | None = None,
+    constants: Constants = DEFAULT_CONSTANTS,
 ) -> dict[str, Any]:
     """Run every mutant on every kill case where it applies, and the correct code as control.
 
@@ -454,6 +492,7 @@ def kill_matrix(
         mutants: names from :data:`netcheck.mutants.MUTANTS` (default all).
         progress: show a tqdm bar on stderr.
         activation, loss: run only the kill specs with this hidden activation / loss.
+        constants: ``K`` and ``T`` to judge with.
 
     Returns:
         ``{"kind": "kill_matrix", "dtypes": [...], "not_run": [names], "all_killed": bool,
@@ -472,13 +511,17 @@ def kill_matrix(
     groups = _groups(cases)
     control: list[dict[str, Any]] = []
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-    with tqdm(total=len(groups), desc="mutants", unit="program", disable=not progress) as bar:
+    with tqdm(
+        total=len(groups), desc="mutants", unit="program", disable=None if progress else True
+    ) as bar:
         for group in groups:
             net, batch = group[0].net, group[0].batch
             applicable = [MUTANTS[name] for name in names if MUTANTS[name].applies(net, batch)]
             candidates = [(backprop.manual_grad, backprop.manual_deltas)]
             candidates += [(mutant.grad, mutant.deltas) for mutant in applicable]
-            control_verdicts, *mutant_verdicts = run_group(group, candidates, witness=False)
+            control_verdicts, *mutant_verdicts = run_group(
+                group, candidates, witness=False, constants=constants
+            )
             for case, verdict in zip(group, control_verdicts, strict=True):
                 control.append(
                     {
@@ -543,6 +586,13 @@ EPSILONS: tuple[float, ...] = tuple(float(10.0 ** (-k / 2)) for k in range(0, 31
 CHECK_GRADS_EPSILONS: tuple[float, ...] = tuple(float(10.0**-k) for k in range(0, 9))
 """The coarser grid on which ``jax.test_util.check_grads`` is run (it is slow)."""
 
+MUTATIONS = ("layer", "element")
+"""``layer``: one layer's ``∂L/∂W_ℓ, ∂L/∂b_ℓ`` scaled by ``1 + ε``; ``element``: the
+median-sized (nonzero) element of one layer's ``∂L/∂W_ℓ`` scaled by ``1 + ε``."""
+
+MODES = ("both", "precision")
+"""``both``: the verdict with its formula part; ``precision``: the precision part alone."""
+
 _POWER_SPECS: tuple[tuple[str, str, str, tuple[int, ...], int, bool], ...] = (
     ("tanh", "identity", "squared_error", (3, 8, 2), 8, True),
     ("relu", "sigmoid", "binary_cross_entropy", (4, 6, 5, 1), 16, True),
@@ -571,24 +621,88 @@ def power_cases(dtype: str, n_cases: int) -> list[Case]:
     ]
 
 
+def median_element_masks(grads: Params, onehot: Array) -> tuple[list[Array], Array]:
+    """0/1 masks of the median-sized nonzero element of the chosen layer's ``∂L/∂W``.
+
+    Args:
+        grads: the (correct) gradient, whose magnitudes choose the element.
+        onehot: ``(L,)``, 1 at the chosen layer.
+
+    Returns:
+        ``(masks, mutable)``: per layer a mask shaped like ``W_ℓ`` (all zero except at the
+        chosen layer), and whether the chosen layer has a nonzero element at all (a
+        mutation of a zero element changes nothing and cannot be caught).
+    """
+    masks, mutable = [], jnp.zeros((), bool)
+    for index, layer in enumerate(grads):
+        size = jnp.abs(layer["W"]).ravel()
+        nonzero = jnp.sum(size > 0)
+        order = jnp.argsort(jnp.where(size > 0, size, jnp.inf))
+        chosen = order[nonzero // 2]
+        flat = (jnp.arange(size.size) == chosen) & (nonzero > 0) & (onehot[index] > 0)
+        masks.append(flat.reshape(layer["W"].shape).astype(onehot.dtype))
+        mutable = mutable | ((nonzero > 0) & (onehot[index] > 0))
+    return masks, mutable
+
+
+def mutation_weights(
+    onehot: Array, masks: list[Array], element: Array
+) -> tuple[list[Array], list[Array]]:
+    """Where ``1 + ε`` applies: per layer, for ``∂L/∂W_ℓ`` and for ``∂L/∂b_ℓ``.
+
+    Args:
+        onehot: ``(L,)``, 1 at the chosen layer.
+        masks: :func:`median_element_masks`'s masks.
+        element: scale one element (else the whole chosen layer).
+
+    Returns:
+        ``(w_where, b_where)``: 0/1 arrays shaped like each ``W_ℓ``, and 0/1 scalars.
+    """
+    w_where = [jnp.where(element, mask, onehot[i]) for i, mask in enumerate(masks)]
+    b_where = [jnp.where(element, 0.0, onehot[i]) for i in range(len(masks))]
+    return w_where, b_where
+
+
+def _scaled(grads: Params, where: tuple[list[Array], list[Array]], epsilon: Array) -> Params:
+    """The gradient with each leaf scaled by ``1 + ε · where`` (:func:`mutation_weights`),
+    the factor rounded to the leaf's dtype (so a bfloat16 ``1 + 1e-9`` is exactly 1), as a
+    bug written in that dtype would be."""
+    wrong = []
+    for layer, w_where, b_where in zip(grads, *where, strict=True):
+        out = {"W": layer["W"] * (1 + epsilon * w_where).astype(layer["W"].dtype)}
+        if "b" in layer:
+            out["b"] = layer["b"] * (1 + epsilon * b_where).astype(layer["b"].dtype)
+        wrong.append(out)
+    return wrong
+
+
 @functools.cache
 def _power_program(net: Network) -> Any:
-    """Per case: the verifier's numbers for the manual gradient with one layer scaled by
-    ``1 + ε`` (in the working dtype), for every ``ε`` of the grid (``ε = 0`` first)."""
+    """Per case: the verifier's numbers for the manual gradient mutated by each ``ε`` of
+    the grid, one layer scaled and one element scaled (``ε = 0`` first: correct code)."""
 
-    def one(params: Any, x: Array, y: Array, directions: Any, onehot: Array, eps: Array):
-        grads = backprop.manual_grad(net, params, x, y)
-        deltas = backprop.manual_deltas(net, params, x, y)
+    def one(params: Any, x: Array, y: Array, noise: Any, onehot: Array, eps: Array):
+        grads, deltas, grads64, deltas64 = _candidate_pair(
+            net, backprop.manual_grad, backprop.manual_deltas, params, x, y
+        )
+        masks, mutable = median_element_masks(grads if grads64 is None else grads64, onehot)
+        refs = network_references(net, params, x, y, noise, grads64 is not None)
 
-        def scaled(epsilon: Array) -> dict[str, Any]:
-            wrong = [
-                {k: leaf * (1 + epsilon * onehot[i]).astype(leaf.dtype) for k, leaf in g.items()}
-                for i, g in enumerate(grads)
-            ]
-            return measure_network(net, wrong, deltas, params, x, y, directions)
+        def variant(epsilon: Array, element: Array) -> dict[str, Any]:
+            chosen = mutation_weights(onehot, masks, element)
+            wrong = _scaled(grads, chosen, epsilon)
+            wrong64 = None if grads64 is None else _scaled(grads64, chosen, epsilon)
+            return measure_network_candidate(net, refs, (wrong, deltas, wrong64, deltas64))
 
-        # The truth and floors do not depend on ε: vmap leaves them unbatched.
-        return jax.vmap(scaled)(eps)
+        # One vmap over (mutation, ε): the references are computed once, outside it.
+        element = jnp.repeat(jnp.array([False, True]), eps.shape[0])
+        measured = jax.vmap(variant)(jnp.tile(eps, 2), element)
+        split = jax.tree_util.tree_map(lambda a: a.reshape(2, eps.shape[0], *a.shape[1:]), measured)
+        return {
+            "layer": jax.tree_util.tree_map(lambda a: a[0], split),
+            "element": jax.tree_util.tree_map(lambda a: a[1], split),
+            "mutable": mutable,
+        }
 
     return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None)), compiler_options=FAST_COMPILE)
 
@@ -598,24 +712,32 @@ def detection_power(
     n_cases: int = 1000,
     check_grads_cases: int = 200,
     progress: bool = True,
+    constants: Constants = DEFAULT_CONSTANTS,
 ) -> dict[str, Any]:
-    """Measure, per dtype, the smallest detected scaling of one layer's gradient.
+    """Measure, per dtype, the smallest detected error: one layer scaled, one element scaled.
 
-    For each correct case a random layer ``ℓ`` is chosen and ``∂L/∂W_ℓ, ∂L/∂b_ℓ`` are
-    multiplied by ``1 + ε`` in the working dtype, for every ``ε`` in :data:`EPSILONS`
-    (``ε = 0`` is the correct gradient: a failure there is a false alarm). The same is
-    done with ``jax.test_util.check_grads`` (reverse mode, its default tolerances) on the
-    first ``check_grads_cases`` cases, the gradient entering through a ``jax.custom_vjp``.
+    For each correct case a random layer ``ℓ`` is chosen, and for every ``ε`` in
+    :data:`EPSILONS` (``ε = 0`` is the correct gradient: a failure there is a false alarm)
+    either ``∂L/∂W_ℓ, ∂L/∂b_ℓ`` or the median-sized nonzero element of ``∂L/∂W_ℓ`` is
+    multiplied by ``1 + ε``, in the working dtype and in the float64 run alike. Each
+    variant is judged twice: by the whole verdict (formula and precision) and by the
+    precision part alone. The same mutations are judged by ``jax.test_util.check_grads``
+    (reverse mode, its default tolerances) on the first ``check_grads_cases`` cases, the
+    gradient entering through a ``jax.custom_vjp``. ``constants`` are ``K`` and ``T``.
 
     Returns:
-        ``{"kind": "detection_power", "wall_s": float, "epsilons": [...],
-        "check_grads_epsilons": [...], "dtypes": [{"dtype", "n_cases", "false_alarms",
-        "kinks" (cases at a non-differentiable point, left out of the power figures),
-        "worst_ratio_correct" (largest distance/tolerance of a correct case),
-        "detected_fraction": [per ε], "smallest_detected_all": ε | None (every case
-        flags it), "median_threshold": ε | None, "hardest": [3 x {"id", "threshold"}],
-        "check_grads": {"n_cases", "false_alarms", "detected_fraction": [per ε],
-        "smallest_detected_all": ε | None, "median_threshold", "hardest"}}]}``.
+        ``{"kind": "detection_power", "wall_s", "constants", "epsilons",
+        "check_grads_epsilons", "dtypes": [{"dtype", "n_cases", "false_alarms",
+        "false_alarms_precision" (the precision part alone), "kinks" (cases at a
+        non-differentiable point, left out of the power figures), "worst_ratio_correct",
+        "mutations": {"layer" | "element": {"both" | "precision": summary,
+        "excluded": cases whose element mutation changes nothing}}, the ``layer``/``both``
+        summary also at the top level (``detected_fraction``, ``smallest_detected_all``,
+        ``median_threshold``, ``hardest``), "check_grads": {"n_cases", "false_alarms",
+        "layer" | "element": summary, and the ``layer`` summary at the top level}}]}``,
+        where a summary is ``{"detected_fraction": [per ε], "smallest_detected_all": ε |
+        None (every case flags it), "median_threshold": ε | None, "hardest": [3 x {"id",
+        "threshold"}]}``.
     """
     start = time.perf_counter()
     for dtype in dtypes:
@@ -623,13 +745,13 @@ def detection_power(
     records = []
     for dtype in dtypes:
         cases = power_cases(dtype, n_cases)
-        ours = _power_ours(cases, progress)
+        ours = _power_ours(cases, progress, constants)
         theirs = _power_check_grads(cases[:check_grads_cases], progress)
         records.append({"dtype": dtype, **ours, "check_grads": theirs})
     return {
         "kind": "detection_power",
         "wall_s": time.perf_counter() - start,
-        "constants": _constants(),
+        "constants": _constants(constants),
         "epsilons": list(EPSILONS),
         "check_grads_epsilons": list(CHECK_GRADS_EPSILONS),
         "dtypes": records,
@@ -640,53 +762,114 @@ def _chosen_layer(case: Case) -> int:
     return int(np.random.default_rng(case.seed).integers(1, len(case.sizes)))
 
 
-def _power_ours(cases: list[Case], progress: bool) -> dict[str, Any]:
+def verdicts_pass(
+    dtype: Any, measured: dict[str, Any], formula: bool, constants: Constants = DEFAULT_CONSTANTS
+) -> np.ndarray:
+    """Whether each verdict of a batch of network measurements passes, without building
+    the verdicts: the verifier's own vectorised rule (:func:`~netcheck.verifier.rule.rows_pass`)
+    with the verdict's other reasons (NaN/Inf loss, a disagreeing witness).
+
+    Args:
+        dtype: the working dtype.
+        measured: :func:`~netcheck.verifier.measure_network_many` output for one candidate,
+            with leading batch axes (cases, variants, ...).
+        formula: judge with the formula part (else the precision part alone).
+        constants: ``K`` and ``T``.
+
+    Returns:
+        A boolean array of the leading batch shape.
+    """
+    metrics = dict(measured["metrics"])
+    if not formula:
+        metrics = {k: v for k, v in metrics.items() if k not in FORMULA_KEYS}
+    kink = np.asarray(measured["kinks"]).sum(axis=-1) > 0
+    truth_bad = np.asarray(measured["truth_nonfinite"]) > 0
+    rows = rows_pass(
+        metrics,
+        dtype,
+        constants,
+        kink_point=kink[..., None],
+        truth_nonfinite=truth_bad[..., None],
+    )
+    ok = rows.all(axis=-1)
+    ok &= np.isfinite(np.asarray(measured["loss"])) & np.isfinite(
+        np.asarray(measured["loss_truth"])
+    )
+    if "witness" in measured:
+        ok &= witness_agrees(measured["witness"])
+    return ok
+
+
+def _power_ours(cases: list[Case], progress: bool, constants: Constants) -> dict[str, Any]:
     eps = np.array((0.0, *EPSILONS))
-    detected = np.zeros((len(cases), len(EPSILONS)), bool)
-    false_alarms = 0
+    shape = (len(cases), len(EPSILONS))
+    detected = {(m, mode): np.zeros(shape, bool) for m in MUTATIONS for mode in MODES}
+    false_alarms = dict.fromkeys(MODES, 0)
     kinked = np.zeros(len(cases), bool)
+    mutable = np.zeros(len(cases), bool)
     ids: list[str] = []
     worst = 0.0
     row = 0
-    groups = _groups(cases)
     desc = f"power {cases[0].dtype}"
-    with tqdm(total=len(cases), desc=desc, unit="case", disable=not progress) as bar:
-        for group in groups:
-            net = group[0].net
+    with tqdm(total=len(cases), desc=desc, unit="case", disable=None if progress else True) as bar:
+        for group in _groups(cases):
+            net, batch = group[0].net, group[0].batch
             dtype = jnp.dtype(group[0].dtype)
             onehot = np.eye(net.depth)[[_chosen_layer(case) - 1 for case in group]]
             with jax.enable_x64(True):
-                inputs = _stacked_inputs(group)
-                measured = _power_program(net)(*inputs, jnp.asarray(onehot), jnp.asarray(eps))
+                params, x, y, noise = _stacked_inputs(group)
+                measured = _power_program(net)(
+                    params, x, y, noise, jnp.asarray(onehot), jnp.asarray(eps)
+                )
                 measured = jax.tree_util.tree_map(np.asarray, measured)
-            for i, case in enumerate(group):
-                ids.append(case.id)  # rows follow the group order, not the order of cases
-                for j in range(len(eps)):
-                    one = jax.tree_util.tree_map(lambda a, i=i, j=j: a[i, j], measured)
-                    verdict = network_verdict(net, dtype, one)
-                    if j == 0:
-                        false_alarms += not verdict.ok
-                        kinked[row] = verdict.kink
-                        worst = max(worst, verdict.worst_ratio)
-                    else:
-                        detected[row, j - 1] = not verdict.ok
-                row += 1
+            rows = slice(row, row + len(group))
+            for mutation in MUTATIONS:
+                for mode in MODES:
+                    ok = verdicts_pass(dtype, measured[mutation], mode == "both", constants)
+                    detected[mutation, mode][rows] = ~ok[:, 1:]
+                    if mutation == "layer":
+                        false_alarms[mode] += int((~ok[:, 0]).sum())
+            kinked[rows] = np.asarray(measured["layer"]["kinks"])[:, 0].sum(axis=-1) > 0
+            mutable[rows] = measured["mutable"]
+            for i in range(len(group)):
+                correct = jax.tree_util.tree_map(lambda a, i=i: a[i, 0], measured["layer"])
+                verdict = network_verdict(net, dtype, batch, correct, constants)
+                worst = max(worst, verdict.worst_ratio)
+            ids += [case.id for case in group]  # rows follow the group order
+            row += len(group)
             bar.update(len(group))
+    # At a non-differentiable point the verifier abstains, so power is over the rest.
+    smooth = ~kinked
+    mutations = {}
+    for mutation in MUTATIONS:
+        keep = smooth & (mutable if mutation == "element" else True)
+        kept_ids = [i for i, k in zip(ids, keep, strict=True) if k]
+        mutations[mutation] = {
+            mode: _power_summary(detected[mutation, mode][keep], EPSILONS, kept_ids)
+            for mode in MODES
+        }
+        mutations[mutation]["excluded"] = int((smooth & ~keep).sum())
     return {
         "n_cases": len(cases),
-        "false_alarms": int(false_alarms),
+        "false_alarms": int(false_alarms["both"]),
+        "false_alarms_precision": int(false_alarms["precision"]),
         "kinks": int(kinked.sum()),
         "worst_ratio_correct": worst,
-        # At a non-differentiable point the verifier abstains, so power is over the rest.
-        **_power_summary(
-            detected[~kinked], EPSILONS, [i for i, k in zip(ids, kinked, strict=True) if not k]
-        ),
+        **mutations["layer"]["both"],
+        "mutations": mutations,
     }
 
 
 def _power_summary(
     detected: np.ndarray, epsilons: Sequence[float], ids: Sequence[str]
 ) -> dict[str, Any]:
+    if not len(ids):
+        return {
+            "detected_fraction": [0.0] * len(epsilons),
+            "smallest_detected_all": None,
+            "median_threshold": None,
+            "hardest": [],
+        }
     fraction = detected.mean(axis=0)
     all_detected = [eps for eps, f in zip(epsilons, fraction, strict=True) if f == 1.0]
     # Per case, the smallest ε detected with every larger ε detected too.
@@ -714,13 +897,13 @@ def _power_summary(
 def _power_check_grads(cases: list[Case], progress: bool) -> dict[str, Any]:
     from jax.test_util import check_grads
 
-    detected = np.zeros((len(cases), len(CHECK_GRADS_EPSILONS)), bool)
+    detected = {m: np.zeros((len(cases), len(CHECK_GRADS_EPSILONS)), bool) for m in MUTATIONS}
     false_alarms = 0
     desc = f"check_grads {cases[0].dtype}" if cases else "check_grads"
     enable = jnp.dtype(cases[0].dtype) == jnp.float64 if cases else False
     with (
         jax.enable_x64(enable),
-        tqdm(total=len(cases), desc=desc, unit="case", disable=not progress) as bar,
+        tqdm(total=len(cases), desc=desc, unit="case", disable=None if progress else True) as bar,
     ):
         for row, case in enumerate(cases):
             net = case.net
@@ -729,22 +912,30 @@ def _power_check_grads(cases: list[Case], progress: bool) -> dict[str, Any]:
             params = jax.tree_util.tree_map(lambda a, d=dtype: jax.device_put(a.astype(d)), params)
             x, y = jax.device_put(x.astype(dtype)), jax.device_put(y.astype(dtype))
             onehot = jnp.asarray(np.eye(net.depth)[_chosen_layer(case) - 1], dtype)
-            for j, epsilon in enumerate((0.0, *CHECK_GRADS_EPSILONS)):
-                loss = _custom_vjp_loss(net, x, y, onehot, jnp.asarray(epsilon, dtype))
-                try:
-                    check_grads(loss, (params,), order=1, modes=("rev",))
-                    flagged = False
-                except AssertionError:
-                    flagged = True
-                if j == 0:
-                    false_alarms += flagged
-                else:
-                    detected[row, j - 1] = flagged
+            for mutation in MUTATIONS:
+                for j, epsilon in enumerate((0.0, *CHECK_GRADS_EPSILONS)):
+                    if mutation == "element" and j == 0:
+                        continue  # the correct gradient is the same for both mutations
+                    loss = _custom_vjp_loss(
+                        net, x, y, onehot, jnp.asarray(epsilon, dtype), mutation == "element"
+                    )
+                    try:
+                        check_grads(loss, (params,), order=1, modes=("rev",))
+                        flagged = False
+                    except AssertionError:
+                        flagged = True
+                    if j == 0:
+                        false_alarms += flagged
+                    else:
+                        detected[mutation][row, j - 1] = flagged
             bar.update()
+    ids = [case.id for case in cases]
+    summaries = {m: _power_summary(detected[m], CHECK_GRADS_EPSILONS, ids) for m in MUTATIONS}
     return {
         "n_cases": len(cases),
         "false_alarms": int(false_alarms),
-        **_power_summary(detected, CHECK_GRADS_EPSILONS, [case.id for case in cases]),
+        **summaries["layer"],
+        **summaries,
     }
 
 
@@ -752,17 +943,19 @@ def _power_check_grads(cases: list[Case], progress: bool) -> dict[str, Any]:
 def _jitted_pieces(net: Network) -> tuple[Any, Any]:
     loss = jax.jit(lambda params, x, y: net.mean_loss_unchecked(params, x, y))
 
-    def scaled_grad(params: Any, x: Array, y: Array, onehot: Array, eps: Array) -> Any:
+    def scaled_grad(params: Any, x: Array, y: Array, onehot: Array, eps: Array, element: Array):
         grads = backprop.manual_grad(net, params, x, y)
-        return [
-            {k: leaf * (1 + eps * onehot[i]) for k, leaf in g.items()} for i, g in enumerate(grads)
-        ]
+        masks = median_element_masks(grads, onehot)[0]
+        return _scaled(grads, mutation_weights(onehot, masks, jnp.asarray(element)), eps)
 
     return loss, jax.jit(scaled_grad)
 
 
-def _custom_vjp_loss(net: Network, x: Array, y: Array, onehot: Array, eps: Array) -> Callable:
-    """The mean loss whose VJP is the manual gradient scaled by ``1 + ε`` on one layer."""
+def _custom_vjp_loss(
+    net: Network, x: Array, y: Array, onehot: Array, eps: Array, element: bool
+) -> Callable:
+    """The mean loss whose VJP is the manual gradient with one layer (or one element)
+    scaled by ``1 + ε``."""
     loss, scaled_grad = _jitted_pieces(net)
 
     @jax.custom_vjp
@@ -773,7 +966,7 @@ def _custom_vjp_loss(net: Network, x: Array, y: Array, onehot: Array, eps: Array
         return loss(params, x, y), params
 
     def backward(params: Any, cotangent: Array) -> tuple[Any]:
-        grads = scaled_grad(params, x, y, onehot, eps)
+        grads = scaled_grad(params, x, y, onehot, eps, element)
         return (jax.tree_util.tree_map(lambda g: cotangent * g, grads),)
 
     f.defvjp(forward, backward)

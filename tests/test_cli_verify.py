@@ -26,20 +26,28 @@ def test_a_passing_selection_exits_0_and_writes_every_case(tmp_path, capsys):
     assert "kill_matrix" not in record and "detection_power" not in record
 
 
-def test_a_surviving_mutant_exits_1(tmp_path, capsys):
-    # In bfloat16 a 1e-3 scaling of one layer is below the working precision: the
-    # scaled_layer bug survives there, honestly, and the run fails.
+def test_every_planted_bug_dies_in_bfloat16_thanks_to_the_formula_part(tmp_path, capsys):
+    # A 1e-3 scaling of one layer is below bfloat16's resolution: the precision part alone
+    # cannot see it, but the float64 run of the formula does, so every planted bug dies.
     path = tmp_path / "mutants.json"
     argv = ["verify", "--quick", "--activation", "sigmoid", "--dtype", "bfloat16"]
     code = main([*argv, "--mutants", "--json", str(path), "--no-progress"])
     out = capsys.readouterr().out
-    assert code == 1 and "verify: FAILED" in out and "kill matrix (bfloat16" in out
+    assert code == 0 and "verify: OK" in out and "kill matrix (bfloat16" in out
     matrix = json.loads(path.read_text())["kill_matrix"]
-    survivors = {m["name"] for m in matrix["mutants"] if not m["killed"]}
-    assert survivors == {"scaled_layer"}
-    assert matrix["control_ok"] and not matrix["all_killed"]
+    assert matrix["control_ok"] and matrix["all_killed"] and matrix["all_localised"]
+    scaled = next(m for m in matrix["mutants"] if m["name"] == "scaled_layer")
+    assert all("wrong formula" in case["reason"] for case in scaled["cases"])
     # --activation sigmoid selects the sigmoid/BCE kill spec, where e.g. W is not square.
     assert "not_transposed" in matrix["not_run"]
+
+
+def test_a_failing_check_exits_1(tmp_path, capsys):
+    # Tolerances a thousand times too tight: correct code fails, and the run says so.
+    argv = ["verify", "--quick", "--activation", "tanh", "--no-progress"]
+    code = main([*argv, "--noise-multiple", "0.008", "--tie-multiple", "0.004"])
+    out = capsys.readouterr().out
+    assert code == 1 and "verify: FAILED" in out
 
 
 @pytest.mark.parametrize(
@@ -49,6 +57,7 @@ def test_a_surviving_mutant_exits_1(tmp_path, capsys):
         (["--power", "0"], "--power must be a positive"),
         (["--quick", "--activation", "relu", "--dtype", "float32"], "no case matches"),
         (["--quick", "--activation", "elu", "--mutants"], "no kill-matrix spec"),
+        (["--quick", "--noise-multiple", "-1"], "noise_multiple (K) must be a finite positive"),
     ],
 )
 def test_bad_usage_exits_2_with_one_line(argv, message, capsys):

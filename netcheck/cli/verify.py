@@ -17,6 +17,7 @@ from netcheck._io import write_json_atomic
 from netcheck.activations import HIDDEN_ACTIVATIONS
 from netcheck.cli import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 from netcheck.losses import LOSSES
+from netcheck.verifier.rule import NOISE_MULTIPLE, TIE_MULTIPLE, checked_constants
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -50,6 +51,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="also measure detection power on N correct cases per dtype, beside check_grads",
     )
+    parser.add_argument(
+        "--noise-multiple",
+        type=float,
+        default=NOISE_MULTIPLE,
+        metavar="K",
+        help=f"K: pass within K times autodiff's own error (default {NOISE_MULTIPLE:g})",
+    )
+    parser.add_argument(
+        "--tie-multiple",
+        type=float,
+        default=TIE_MULTIPLE,
+        metavar="T",
+        help=f"T: the dtype floor, T roundings of the summed terms (default {TIE_MULTIPLE:g})",
+    )
     parser.add_argument("--json", metavar="PATH", help="write every case's record here")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
@@ -62,22 +77,30 @@ def run(args: argparse.Namespace) -> int:
     if args.power is not None and args.power < 1:
         raise UsageError(f"--power must be a positive number of cases, got {args.power}")
     progress = not args.no_progress
+    try:
+        constants = checked_constants(args.noise_multiple, args.tie_multiple)
+    except ValueError as error:
+        raise UsageError(f"--noise-multiple/--tie-multiple: {error}") from None
     cases = suite.default_cases(args.quick, args.activation, args.loss, args.dtype)
     if not cases:
         raise UsageError("no case matches the filters")
     mutant_dtypes = (args.dtype,) if args.dtype else ("float32", "float64")
     if args.mutants:  # refuse filters the kill matrix cannot serve before any work
         suite.kill_cases(mutant_dtypes, activation=args.activation, loss=args.loss)
-    # --quick leaves out the finite-difference witness: a quarter of the compile time.
+    # --quick leaves out the finite-difference witness (its compile time).
     record: dict[str, Any] = {
         "kind": "verify",
-        "suite": suite.run_suite(cases, progress, witness=not args.quick),
+        "suite": suite.run_suite(cases, progress, witness=not args.quick, constants=constants),
     }
     print(suite_table(record["suite"]))
     ok = record["suite"]["ok"]
     if args.mutants:
         record["kill_matrix"] = suite.kill_matrix(
-            mutant_dtypes, progress=progress, activation=args.activation, loss=args.loss
+            mutant_dtypes,
+            progress=progress,
+            activation=args.activation,
+            loss=args.loss,
+            constants=constants,
         )
         print(kill_table(record["kill_matrix"]))
         matrix = record["kill_matrix"]
@@ -85,7 +108,11 @@ def run(args: argparse.Namespace) -> int:
     if args.power is not None:
         dtypes = (args.dtype,) if args.dtype else suite.DTYPES
         record["detection_power"] = suite.detection_power(
-            dtypes, args.power, check_grads_cases=min(args.power, 200), progress=progress
+            dtypes,
+            args.power,
+            check_grads_cases=min(args.power, 200),
+            progress=progress,
+            constants=constants,
         )
         print(power_table(record["detection_power"]))
         ok = ok and all(d["false_alarms"] == 0 for d in record["detection_power"]["dtypes"])
