@@ -74,9 +74,10 @@ Limits
 - A zero-length scan cannot run under ``disable_jit``. If the evaluation raises, every site is
   returned from the trace with its values not recovered and the error as the reason.
 - Values delivered by the callback (staged regions) are numpy arrays, strongly typed.
-- Keys of sites ignore the values of Python scalars (they are arrays of shape () here), so a
-  loop calling a rule with ``axis=0`` then ``axis=1`` from one line is one site, checked at
-  ``axis=0``.
+- Sites are told apart by the values of Python scalars only in nondiff arguments: elsewhere
+  a Python scalar is an array of shape () (a scan's carry is a Python float in its first
+  iteration op by op, a traced array otherwise), so one line calling a rule with 0.5 then
+  with 2.0 is one site, checked at 0.5.
 """
 
 from __future__ import annotations
@@ -337,7 +338,7 @@ class _Context:
 class _Site:
     """One call of a rule as seen by the wrapper: everything a record needs but the values."""
 
-    key: tuple  # (rule, call_site, treedef, per-leaf (kind, shape, dtype))
+    key: tuple  # (rule, call_site, treedef, per-leaf signature)
     rule: Any
     call_site: str
     treedef: Any
@@ -398,7 +399,11 @@ def _wrapped(call: Callable) -> Callable:
     @functools.wraps(call)
     def intercepted(rule: Any, *args: Any, **kwargs: Any) -> Any:
         log = _ACTIVE
-        if log is None or log.thread != threading.get_ident():
+        if (
+            log is None
+            or log.thread != threading.get_ident()
+            or any(site.rule is rule for site, _ in log.enclosing)  # its own fwd/jvp calls it
+        ):
             return call(rule, *args, **kwargs)
         jx = _load_internals()
         try:
@@ -418,7 +423,10 @@ def _wrapped(call: Callable) -> Callable:
 def _see(jx: SimpleNamespace, log: _Log, rule: Any, args: tuple) -> _Site:
     """Record one call of ``rule``: a site when tracing; its values when evaluating."""
     leaves, treedef = jax.tree.flatten(args)
-    signature = tuple(_signature(leaf) for leaf in leaves)
+    nondiff = [
+        i in rule.nondiff_argnums for i, arg in enumerate(args) for _ in jax.tree.leaves(arg)
+    ]
+    signature = tuple(map(_signature, leaves, nondiff))
     call_site = _calling_line()
     site = _Site(
         key=(rule, call_site, treedef, signature),
@@ -493,18 +501,19 @@ def _context(jx: SimpleNamespace, log: _Log) -> _Context:
         examples=examples,
         batched=batched,
         trace_ids=trace_ids | {id(trace) for trace in stack},
-        batch_tags=batch_tags
-        | {trace.tag for trace in stack if isinstance(trace, jx.BatchTrace)},
+        batch_tags=batch_tags | {trace.tag for trace in stack if isinstance(trace, jx.BatchTrace)},
     )
 
 
-def _signature(leaf: Any) -> tuple:
-    """What tells sites apart: shape and dtype of an array-like leaf, the type of others."""
+def _signature(leaf: Any, nondiff: bool) -> tuple:
+    """What tells sites apart: shape and dtype of an array-like leaf, the type of others, and
+    the value of a Python scalar or string passed as a nondiff argument (static settings)."""
+    value = leaf if nondiff and isinstance(leaf, (bool, int, float, complex, str)) else None
     try:
         aval = jax.typeof(leaf)  # one example's aval under vmap
     except TypeError:
-        return ("object", type(leaf).__qualname__, leaf if isinstance(leaf, str) else None)
-    return ("array", tuple(aval.shape), str(jax.dtypes.canonicalize_dtype(aval.dtype)))
+        return ("object", type(leaf).__qualname__, value)
+    return ("array", tuple(aval.shape), str(jax.dtypes.canonicalize_dtype(aval.dtype)), value)
 
 
 def _placeholder(leaf: Any) -> Any:
@@ -551,7 +560,10 @@ def _trace(jx: SimpleNamespace, fn: Callable, args: tuple, kwargs: dict) -> Any:
 
     def program(*arrays: Any) -> list:
         given = iter(arrays)
-        full = [next(given) if is_traced else leaf for leaf, is_traced in zip(leaves, traced)]
+        full = [
+            next(given) if is_traced else leaf
+            for leaf, is_traced in zip(leaves, traced, strict=True)
+        ]
         call_args, call_kwargs = jax.tree.unflatten(treedef, full)
         out = fn(*call_args, **call_kwargs)
         return [leaf for leaf in jax.tree.leaves(out) if isinstance(leaf, jax.Array)]
