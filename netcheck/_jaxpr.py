@@ -329,7 +329,7 @@ class _Context:
 
     path: str
     examples: int  # per-example evaluations one evaluation of this call stands for
-    batched: bool  # inside a vmap
+    batched: bool  # a vmap is among the traces JAX has open (a staged region will be batched)
     trace_ids: frozenset
     batch_tags: frozenset
 
@@ -352,7 +352,8 @@ class _Tally:
 
     site: _Site
     values: list | None = None  # leaves of the first evaluation that delivered values
-    count: int = 0
+    count: int = 0  # per-example evaluations
+    batched_runs: int = 0  # runs of a staged region under vmap, each for a whole batch
 
 
 @dataclass
@@ -370,6 +371,9 @@ class _Log:
         tally.count += count
         if tally.values is None:
             tally.values = values
+
+    def arrive_batched(self, site: _Site) -> None:
+        self.tallies.setdefault(site.key, _Tally(site)).batched_runs += 1
 
 
 _LOCK = threading.Lock()
@@ -445,63 +449,62 @@ def _see(jx: SimpleNamespace, log: _Log, rule: Any, args: tuple) -> _Site:
         values = None if known and known.values else [_one_example(jx, x) for x in leaves]
         log.arrive(site, values, site.context.examples)
     elif site.context.batched:  # values would cost one unrolled callback per example
-        jax.debug.callback(functools.partial(_arrive_later, site, None, site.context.examples))
+        jax.debug.callback(functools.partial(_arrive_later, site, None))
     else:
         delivered = [leaves[i] for i in staged]
-        jax.debug.callback(functools.partial(_arrive_later, site, tuple(staged), 1), *delivered)
+        jax.debug.callback(functools.partial(_arrive_later, site, tuple(staged)), *delivered)
     return site
 
 
-def _arrive_later(site: _Site, positions: tuple | None, count: int, *arrays: Any) -> None:
-    """A staged region ran the call: report it (with its values where ``positions`` is set).
+def _arrive_later(site: _Site, positions: tuple | None, *arrays: Any) -> None:
+    """A staged region ran the call: report it, with the values at ``positions`` of its
+    leaves, or (``positions`` None) as one run for a whole vmapped batch.
 
     Lives at module level and reads ``_ACTIVE``, so that a staged region JAX cached in an
-    earlier call of find_rules reports to the current one.
+    earlier call of find_rules reports to the current one (whose trace pass knows the batch
+    size of today's call: the cached site may carry another).
     """
     log = _ACTIVE
     if log is None:
         return
-    values = None
-    if positions is not None:
-        values = list(site.leaves)
-        for position, array in zip(positions, arrays, strict=True):
-            values[position] = np.array(array)
-    log.arrive(site, values, count)
+    if positions is None:
+        log.arrive_batched(site)
+        return
+    values = list(site.leaves)
+    for position, array in zip(positions, arrays, strict=True):
+        values[position] = np.array(array)
+    log.arrive(site, values, 1)
 
 
 def _context(jx: SimpleNamespace, log: _Log) -> _Context:
     """The path of the current call and what it is inside, from JAX's trace stack.
 
     A rule called inside another rule's primal is traced apart from the program (its trace
-    stack restarts), so its path continues the enclosing call's, skipping the traces and vmaps
-    of that call, which JAX enters again.
+    stack restarts, and JAX enters the enclosing call's vmaps again), so its path and its
+    number of examples continue the enclosing call's, and the traces and vmaps of that call
+    are not counted twice.
     """
     stack = _trace_stack(jx)
-    segments, trace_ids, batch_tags = [], frozenset(), frozenset()
+    path, examples, trace_ids, batch_tags = [], 1, frozenset(), frozenset()
     if log.enclosing:
         outer_site, outer = log.enclosing[-1]
-        segments = [outer.path, _source(outer_site.rule.fun)[0]]
-        trace_ids, batch_tags = outer.trace_ids, outer.batch_tags
-    examples, batched = 1, False
+        path = [outer.path, _source(outer_site.rule.fun)[0].rpartition(".")[2]]
+        examples, trace_ids, batch_tags = outer.examples, outer.trace_ids, outer.batch_tags
     for trace in stack:
+        if id(trace) in trace_ids or getattr(trace, "tag", None) in batch_tags:
+            continue
         if isinstance(trace, jx.BatchTrace):
             examples *= trace.axis_data.size
-            batched = True
         info = _staged_info(jx, trace)
-        skip = (
-            id(trace) in trace_ids
-            or getattr(trace, "tag", None) in batch_tags
-            or (info is not None and info.traced_for in _RULE_PRIMAL)
-            or (info is not None and info.func_name == _ROOT)
-        )
-        if not skip:
-            segments.append(_label(jx, trace))
+        if info is None or (info.traced_for not in _RULE_PRIMAL and info.func_name != _ROOT):
+            path.append(_label(jx, trace))
+    batches = {trace.tag for trace in stack if isinstance(trace, jx.BatchTrace)}
     return _Context(
-        path=" > ".join(segment for segment in segments if segment),
+        path=" > ".join(segment for segment in path if segment),
         examples=examples,
-        batched=batched,
+        batched=bool(batches),
         trace_ids=trace_ids | {id(trace) for trace in stack},
-        batch_tags=batch_tags | {trace.tag for trace in stack if isinstance(trace, jx.BatchTrace)},
+        batch_tags=batch_tags | batches,
     )
 
 
@@ -642,6 +645,6 @@ def _record(traced: list[_Site], tally: _Tally | None, failure: str | None) -> R
         args=jax.tree.unflatten(site.treedef, site.leaves if values is None else values),
         values_recovered=values is not None,
         why_not_recovered=why,
-        count=0 if tally is None else tally.count,
+        count=0 if tally is None else tally.count + tally.batched_runs * site.context.examples,
         path=" | ".join(paths),
     )

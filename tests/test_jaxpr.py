@@ -209,6 +209,12 @@ def test_under_vmap_of_remat_only_the_shapes_are_given_and_the_reason_says_why()
     assert record.args[0] == jax.ShapeDtypeStruct((3,), X.dtype)
 
 
+def test_a_remat_body_cached_at_another_batch_size_counts_todays_batch():
+    model = jax.vmap(jax.checkpoint(lambda x: power(x, 2)))
+    counts = [_only(find_rules(model, jnp.ones((n, 3)))).count for n in (4, 8)]
+    assert counts == [4, 8]
+
+
 def test_jit_of_vmap_of_scan_nests_the_path_and_multiplies_the_count():
     @jax.jit
     def model(xs):  # xs: (batch, time)
@@ -262,6 +268,17 @@ def test_a_rule_inside_a_rules_primal_is_found_with_the_enclosing_path():
     assert (inner.rule, inner.count) == (scaled_sin, 4)
     assert inner.path == "vmap > jit(double_sin) > double_sin"
     _same(inner.args, (X[0], 2.0))
+
+
+def test_a_remat_inside_a_rules_primal_under_vmap_counts_the_batch():
+    @jax.custom_jvp
+    def outer(x):
+        return jax.checkpoint(lambda v: power(v, 2))(x)
+
+    outer.defjvp(lambda p, t: (outer(p[0]), 2.0 * p[0] * t[0]))
+    _, inner = find_rules(jax.vmap(jax.jit(outer)), X)
+    assert (inner.rule, inner.count, inner.values_recovered) == (power, 4, False)
+    assert inner.path == "vmap > jit(outer) > outer > remat"
 
 
 def test_under_grad_inside_the_program_the_values_are_the_primals():
