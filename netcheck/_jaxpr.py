@@ -12,24 +12,33 @@ Contract
 line that calls it, argument structure, shapes and dtypes (distinct sites of one rule stay
 apart; repeated identical calls, such as scan iterations, are one record with a count).
 Each record holds the rule object itself (``jax.custom_vjp`` or ``jax.custom_jvp``), so that
-the caller can check it at ``record.args``.
+the caller can check it at ``record.args``. Rules JAX defines (``jax.nn.relu``,
+``jax.nn.softmax``, ...) are rules the program reaches too; ``location`` says where each one
+lives. A rule calling itself inside its own fwd or jvp (the usual ``return f(x), res``) is
+part of that call, not another site.
 
 How: two passes, both with ``jax.custom_vjp.__call__`` and ``jax.custom_jvp.__call__`` wrapped
 -------------------------------------------------------------------------------------------------
 Wrapping the rule's own ``__call__`` sees each call with the rule object and the arguments
 exactly as the rule gets them: the pytree, the nondiff arguments, keywords resolved to
 positions as JAX resolves them (defaults included), so ``args`` alone reproduce the call.
+The wrappers are in place only while find_rules runs (calls of find_rules take turns) and
+see only the thread that called it.
 
 1. **Trace.** ``jax.make_jaxpr`` traces ``fn`` (array leaves abstracted, every other leaf as
    given). Each rule call seen becomes a *site*: the rule, the line that called it, the
    arguments' pytree, shapes and dtypes (one example's under vmap), and its path, read from
-   JAX's stack of traces (``jit(model) > scan > vmap``). JAX caches the traces of jit, scan,
-   cond, while_loop and remat bodies and would then skip the Python that calls the rule; a
+   JAX's stack of traces (``jit(model) > scan > vmap``; the segments are ``jit(name)``,
+   ``scan``, ``fori_loop``, ``cond``, ``switch``, ``while_loop``, ``while_loop cond``,
+   ``remat``, ``vmap``, ``jvp``, ``linearize`` for grad, and the enclosing rule's name for a
+   rule called inside another rule's primal). JAX caches the traces of jit, scan, cond,
+   while_loop and remat bodies and would then skip the Python that calls the rule; a
    trace-context key of netcheck's own, fresh for every call of find_rules, makes every body
-   trace again. The jaxpr is then a witness: each custom-call equation in it must belong to a
-   rule the wrapper saw, or find_rules raises :class:`UnsupportedJaxVersion` rather than
-   return too few rules. Rules in a cond/switch branch not taken, or in a loop that runs zero
-   times, are found here, and only here.
+   trace again (those traces stay in JAX's caches under their key until JAX evicts them; the
+   user's own cached traces are neither used nor touched). The jaxpr is then a witness: each
+   custom-call equation in it must belong to a rule the wrapper saw, or find_rules raises
+   :class:`UnsupportedJaxVersion` rather than return too few rules. Rules in a cond/switch
+   branch not taken, or in a loop that runs zero times, are found here, and only here.
 2. **Evaluate.** ``fn`` runs again, op by op, under ``jax.disable_jit()``. In JAX 0.10 that
    runs jit bodies as plain Python; scan and fori_loop as Python loops over concrete slices;
    while_loop as a Python loop when its predicate is concrete; cond/switch with a concrete
@@ -41,8 +50,8 @@ positions as JAX resolves them (defaults included), so ``args`` alone reproduce 
    - inside a region JAX stages even so (remat/checkpoint; a cond or while_loop whose
      predicate vmap batches), a ``jax.debug.callback`` placed before the rule delivers the
      values when the region runs. Under vmap that callback is unrolled once per example
-     (12 s for one rule at batch 64 here, cold), so there only the evaluations are counted
-     and the values are reported as not recovered.
+     (one slice compiled per example: seconds per rule at batch 64 on a 2-core machine), so
+     there only the evaluations are counted and the values are reported as not recovered.
 
    This pass uses a fixed trace-context key of its own, so that no trace JAX cached outside
    find_rules (say, from the user's own ``disable_jit`` debugging) hides a rule from it.
@@ -56,7 +65,7 @@ decisive point, once vmap has run (``vmap(jit(model))`` is the common case) the 
 batched operands with no record of which axis is the batch: custom_vjp's vmap rule passes each
 operand's batch axis wherever it was. A compiled run with ``jax.debug.callback`` before each
 rule has the unrolling problem above for every rule under vmap (47 s to compile one rule at
-batch 1024 here).
+batch 1024 on a 2-core machine).
 
 What ``count`` means
 --------------------
@@ -83,6 +92,7 @@ Limits
 from __future__ import annotations
 
 import functools
+import inspect
 import itertools
 import os
 import re
@@ -113,7 +123,8 @@ _STAGED_LABELS = {  # JAX's `traced_for` of a staged trace -> its segment of a p
     "checkpoint / remat": "remat",
 }
 _RULE_PRIMAL = ("custom_jvp fun", "custom_vjp fun")  # traces of a rule's own primal
-_EVALUATE_KEY = -1  # the trace-context key of every evaluation pass
+_KEY_NAME = "netcheck_rule_finder_key"  # a JAX config option of netcheck's, in the trace context
+_EVALUATE_KEY = -1  # its value in every evaluation pass
 _trace_keys = itertools.count(1)  # one fresh key per trace pass
 
 
@@ -233,10 +244,11 @@ def _load_internals() -> SimpleNamespace:
         DynamicJaxprTrace=partial_eval.DynamicJaxprTrace,
         resolve_kwargs=api_util.resolve_kwargs,
         fun_sourceinfo=api_util.fun_sourceinfo,
-        key=config.int_state(
-            "netcheck_rule_finder_key",
+        key=config.config_states.get(_KEY_NAME)  # registered already if this module reloads
+        or config.int_state(
+            _KEY_NAME,
             0,
-            "netcheck's own trace-context key: keeps find_rules' traces out of JAX's caches",
+            "netcheck's own trace-context key: keeps find_rules' traces apart in JAX's caches",
             include_in_trace_context=True,
             include_in_jit_key=True,
         ),
@@ -362,7 +374,7 @@ class _Log:
 
     thread: int = field(default_factory=threading.get_ident)
     evaluating: bool = False
-    enclosing: list[tuple[_Site, _Context]] = field(default_factory=list)  # rule calls running
+    enclosing: list[_Site] = field(default_factory=list)  # the rule calls now running
     traced: dict[tuple, list[_Site]] = field(default_factory=dict)
     tallies: dict[tuple, _Tally] = field(default_factory=dict)
 
@@ -406,7 +418,7 @@ def _wrapped(call: Callable) -> Callable:
         if (
             log is None
             or log.thread != threading.get_ident()
-            or any(site.rule is rule for site, _ in log.enclosing)  # its own fwd/jvp calls it
+            or any(site.rule is rule for site in log.enclosing)  # its own fwd/jvp calls it
         ):
             return call(rule, *args, **kwargs)
         jx = _load_internals()
@@ -415,7 +427,7 @@ def _wrapped(call: Callable) -> Callable:
         except TypeError:  # JAX raises its own error for it
             return call(rule, *args, **kwargs)
         site = _see(jx, log, rule, positional)
-        log.enclosing.append((site, site.context))
+        log.enclosing.append(site)
         try:
             return call(rule, *args, **kwargs)
         finally:
@@ -446,7 +458,8 @@ def _see(jx: SimpleNamespace, log: _Log, rule: Any, args: tuple) -> _Site:
     staged = [i for i, leaf in enumerate(leaves) if _is_staged(jx, leaf)]
     if not staged:
         known = log.tallies.get(site.key)
-        values = None if known and known.values else [_one_example(jx, x) for x in leaves]
+        first = known is None or known.values is None
+        values = [_one_example(jx, leaf) for leaf in leaves] if first else None
         log.arrive(site, values, site.context.examples)
     elif site.context.batched:  # values would cost one unrolled callback per example
         jax.debug.callback(functools.partial(_arrive_later, site, None))
@@ -487,7 +500,8 @@ def _context(jx: SimpleNamespace, log: _Log) -> _Context:
     stack = _trace_stack(jx)
     path, examples, trace_ids, batch_tags = [], 1, frozenset(), frozenset()
     if log.enclosing:
-        outer_site, outer = log.enclosing[-1]
+        outer_site = log.enclosing[-1]
+        outer = outer_site.context
         path = [outer.path, _source(outer_site.rule.fun)[0].rpartition(".")[2]]
         examples, trace_ids, batch_tags = outer.examples, outer.trace_ids, outer.batch_tags
     for trace in stack:
@@ -546,7 +560,7 @@ def _source(fun: Any) -> tuple[str, str]:
     """``(qualified name, "file:line")`` of a rule's primal."""
     while isinstance(fun, functools.partial):
         fun = fun.func
-    fun = getattr(fun, "__wrapped__", fun)
+    fun = inspect.unwrap(fun)
     name = getattr(fun, "__qualname__", None) or getattr(fun, "__name__", None) or repr(fun)
     code = getattr(fun, "__code__", None)
     location = "<unknown>" if code is None else f"{code.co_filename}:{code.co_firstlineno}"
