@@ -77,9 +77,11 @@ evaluations count. Under differentiation inside ``fn``, remat may run its body t
 
 Limits
 ------
-- ``fn`` runs twice; the evaluation is as slow as unjitted JAX (each primitive compiles once
-  per shape; long scans run as Python loops). Its values can differ from the compiled
-  program's by rounding, since XLA fuses.
+- ``fn`` runs twice; the evaluation is as slow as unjitted JAX: long scans run as Python
+  loops, and each primitive compiles once per shape and process (for a jitted, vmapped
+  4-layer MLP of width 256 at batch 64: 9 s the first time, 0.3 s after, against 4 s for
+  compiling and running its ``jax.grad``, on a loaded 2-core machine). Its values can differ
+  from the compiled program's by rounding, since XLA fuses.
 - A zero-length scan cannot run under ``disable_jit``. If the evaluation raises, every site is
   returned from the trace with its values not recovered and the error as the reason.
 - Values delivered by the callback (staged regions) are numpy arrays, strongly typed.
@@ -530,7 +532,7 @@ def _signature(leaf: Any, nondiff: bool) -> tuple:
         aval = jax.typeof(leaf)  # one example's aval under vmap
     except TypeError:
         return ("object", type(leaf).__qualname__, value)
-    return ("array", tuple(aval.shape), str(jax.dtypes.canonicalize_dtype(aval.dtype)), value)
+    return ("array", tuple(aval.shape), str(aval.dtype), value)
 
 
 def _placeholder(leaf: Any) -> Any:

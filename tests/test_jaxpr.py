@@ -310,6 +310,19 @@ def test_pytree_arguments_and_keywords_come_back_positional_with_defaults():
     _same(with_eps.args, (params, X[2], 0.25))
 
 
+def test_key_and_bfloat16_arguments_keep_their_dtypes():
+    @jax.custom_vjp
+    def noisy(key, x):
+        return x + jax.random.normal(key, x.shape, x.dtype)
+
+    noisy.defvjp(lambda key, x: (noisy(key, x), None), lambda _, g: (None, g))
+    key, x = jax.random.key(0), X.astype(jnp.bfloat16)
+    record = _only(find_rules(jax.jit(noisy), key, x))
+    assert jax.dtypes.issubdtype(record.args[0].dtype, jax.dtypes.prng_key)
+    np.testing.assert_array_equal(jax.random.key_data(record.args[0]), jax.random.key_data(key))
+    _same(record.args[1], x)
+
+
 def test_program_keywords_and_static_leaves_pass_through():
     def model(x, *, scale, mode):
         assert mode == "train"  # a string leaf stays a string, not a traced value
