@@ -379,15 +379,18 @@ class _Log:
     enclosing: list[_Site] = field(default_factory=list)  # the rule calls now running
     traced: dict[tuple, list[_Site]] = field(default_factory=dict)
     tallies: dict[tuple, _Tally] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # callbacks come from XLA
 
     def arrive(self, site: _Site, values: list | None, count: int) -> None:
-        tally = self.tallies.setdefault(site.key, _Tally(site))
-        tally.count += count
-        if tally.values is None:
-            tally.values = values
+        with self.lock:
+            tally = self.tallies.setdefault(site.key, _Tally(site))
+            tally.count += count
+            if tally.values is None:
+                tally.values = values
 
     def arrive_batched(self, site: _Site) -> None:
-        self.tallies.setdefault(site.key, _Tally(site)).batched_runs += 1
+        with self.lock:
+            self.tallies.setdefault(site.key, _Tally(site)).batched_runs += 1
 
 
 _LOCK = threading.Lock()
