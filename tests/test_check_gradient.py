@@ -8,8 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from netcheck.verifier import check_gradient
-from netcheck.verifier import maps
+from netcheck.verifier import check_gradient, maps
 
 K, T = 8.0, 4.0  # the documented constants, on purpose not imported
 
