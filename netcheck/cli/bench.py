@@ -15,7 +15,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from netcheck import bench
+from netcheck import bench, verifier_bench
 from netcheck._io import write_json_atomic
 from netcheck.cli import EXIT_CHECK_FAILED, EXIT_OK, UsageError, int_list
 from netcheck.report.tables import goal_line
@@ -38,6 +38,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     size.add_argument("--quick", action="store_true", help="a few small shapes (seconds)")
     size.add_argument(
         "--large", action="store_true", help="widths up to 8192, float32 and bfloat16 (GPUs)"
+    )
+    parser.add_argument(
+        "--verifier",
+        action="store_true",
+        help="time the verifier instead: check_gradient, verify and check_grads as multiples "
+        "of one float64 jax.grad, over depths 2-64 and widths 64-2048 (with --quick: two "
+        "tiny models); the grid overrides below do not apply",
     )
     parser.add_argument("--widths", type=int_list, help="override the grid's widths, e.g. 64,256")
     parser.add_argument("--depths", type=int_list, help="override the depths, e.g. 2,5")
@@ -88,13 +95,22 @@ def grid_from_args(args: argparse.Namespace) -> bench.Grid:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; print a table and the goals; save ``--json``."""
-    grid = grid_from_args(args)
     if args.json:
         _check_writable(args.json)
-    record = bench.run_bench(
-        grid, progress=not args.no_progress, matmul_precision=args.matmul_precision
-    )
-    print(format_table(record))
+    if args.verifier:
+        if args.large:
+            raise UsageError("--verifier has its own grid: use it alone or with --quick")
+        grid_name = "quick" if args.quick else "default"
+        rounds = args.rounds if args.rounds is not None else 5
+        record = verifier_bench.run_verifier_bench(grid_name, rounds, not args.no_progress)
+        print(verifier_bench.format_table(record))
+    else:
+        record = bench.run_bench(
+            grid_from_args(args),
+            progress=not args.no_progress,
+            matmul_precision=args.matmul_precision,
+        )
+        print(format_table(record))
     if args.json:
         write_json_atomic(args.json, record)
         print(f"wrote {args.json}")
