@@ -157,23 +157,41 @@ def kill_record():
     }
 
 
+def _summary(fraction, smallest, median):
+    return {
+        "detected_fraction": fraction,
+        "smallest_detected_all": smallest,
+        "median_threshold": median,
+        "hardest": [],
+    }
+
+
 def power_record():
     eps = [1.0, 0.1, 0.01]
+    mutations = {
+        "element": {
+            "both": _summary([1.0, 1.0, 1.0], 0.01, 0.01),
+            "precision": _summary([1.0, 0.75, 0.25], 1.0, 0.1),
+            "excluded": 0,
+        },
+        "layer": {
+            "both": _summary([1.0, 1.0, 0.5], 0.1, 0.01),
+            "precision": _summary([1.0, 0.5, 0.0], 1.0, 1.0),
+            "excluded": 0,
+        },
+    }
+    check_grads = {"n_cases": 2, "false_alarms": 1}
+    check_grads |= {"element": _summary([0.5, 0.0], None, None)}
+    check_grads |= {"layer": _summary([1.0, 0.0], 1.0, 1.0)}
     entry = {
         "dtype": "float32",
         "n_cases": 4,
         "false_alarms": 0,
+        "false_alarms_precision": 0,
         "kinks": 0,
-        "detected_fraction": [1.0, 1.0, 0.5],
-        "smallest_detected_all": 0.1,
-        "median_threshold": 0.01,
-        "check_grads": {
-            "n_cases": 2,
-            "false_alarms": 1,
-            "detected_fraction": [1.0, 0.0],
-            "smallest_detected_all": 1.0,
-            "median_threshold": 1.0,
-        },
+        **mutations["layer"]["both"],
+        "mutations": mutations,
+        "check_grads": check_grads,
     }
     # Every dtype of a real report (the figure's legend must hold all of them).
     return {
@@ -187,12 +205,38 @@ def power_record():
     }
 
 
+def verifier_cost_record():
+    from netcheck.verifier_bench import verifier_goals
+
+    rows = []
+    for n_params, ratio, goal in ((1_000, 3.0, False), (50_000, 6.0, True), (2_000_000, 8.0, True)):
+        rows.append(
+            {
+                "label": f"m{n_params}",
+                "n_params": n_params,
+                "leaves": 4,
+                "goal": goal,
+                "cold_s": {"grad64": 0.5, "check_gradient": 2.0, "verify": 3.0, "check_grads": 1.0},
+                "methods": {"grad64": {"median_s": 0.01}},
+                "ratios": {
+                    "check_gradient": {"median": ratio, "interval": [ratio - 1, ratio + 1]},
+                    "verify": {"median": ratio + 2, "interval": [ratio + 1, ratio + 3]},
+                    "check_grads": {"median": 20.0, "interval": [18.0, 22.0]},
+                },
+            }
+        )
+    record = {"schema": "netcheck.verifier_bench/1", "grid": "test", "results": rows}
+    record["goals"] = verifier_goals(record)
+    return record
+
+
 def records(bench_record):
     return {
         "verification": suite_record(),
         "kill_matrix": kill_record(),
         "detection_power": power_record(),
         "bench": bench_record,
+        "verifier_cost": verifier_cost_record(),
         "training": training_record(),
     }
 
@@ -489,14 +533,29 @@ def test_detection_power_plots_the_detected_fractions(drawn):
     figure = drawn["detection_power.png"][0]
     entry = record["dtypes"][1]
     assert entry["dtype"] == "float32"
-    x, y = line_data(figure, "netcheck:float32")
-    assert x == pytest.approx(record["epsilons"]) and y == pytest.approx(entry["detected_fraction"])
-    x, y = line_data(figure, "check_grads:float32")
-    assert x == pytest.approx(record["check_grads_epsilons"])
-    assert y == pytest.approx(entry["check_grads"]["detected_fraction"])
+    for mutation in ("element", "layer"):
+        for mode in ("both", "precision"):
+            x, y = line_data(figure, f"{mutation}/{mode}:float32")
+            assert x == pytest.approx(record["epsilons"])
+            assert y == pytest.approx(entry["mutations"][mutation][mode]["detected_fraction"])
+        x, y = line_data(figure, f"{mutation}/check_grads:float32")
+        assert x == pytest.approx(record["check_grads_epsilons"])
+        assert y == pytest.approx(entry["check_grads"][mutation]["detected_fraction"])
     labels = [t.get_text() for t in figure.legends[0].texts]
     assert "netcheck float32 (0/4 false alarms)" in labels
     assert "check_grads float32 (1/2 false alarms)" in labels
+
+
+def test_verifier_cost_plots_each_checks_ratio_against_model_size(drawn):
+    record = verifier_cost_record()
+    figure = drawn["verifier_cost.png"][0]
+    rows = sorted(record["results"], key=lambda row: row["n_params"])
+    for method in ("check_gradient", "verify", "check_grads"):
+        x, y = line_data(figure, method)
+        assert x == pytest.approx([row["n_params"] for row in rows])
+        assert y == pytest.approx([row["ratios"][method]["median"] for row in rows])
+    goals = sorted(line.get_ydata()[0] for line in figure.axes[0].lines if line.get_gid() is None)
+    assert goals == pytest.approx([10.0, 15.0])
 
 
 # ----- files ---------------------------------------------------------------------------------

@@ -18,7 +18,9 @@ import matplotlib.image
 import numpy as np
 import pytest
 from test_bench import recomputed_verdict
-from test_figures import kill_record, power_record  # records in the suite's documented layout
+
+# Records in the suite's and the verifier bench's documented layouts.
+from test_figures import kill_record, power_record, verifier_cost_record
 
 from netcheck import bench, report, trainer
 from netcheck.report import figures, render, tables
@@ -51,6 +53,7 @@ def tiny_stages():
         "kill_matrix": lambda progress: kill_record(),
         "detection_power": lambda progress: power_record(),
         "bench": report.bench_stage(TINY_GRID),
+        "verifier_cost": lambda progress: verifier_cost_record(),
         "training": lambda progress: report.training_comparison(TINY_TRAINING, progress),
     }
 
@@ -170,6 +173,18 @@ def expected_checks(saved: dict) -> list[tuple[str, bool | None]]:
     ]
     for goal in stages["bench"]["goals"]:
         expected.append((goal["name"], recomputed_verdict(goal)))
+    for row in (r for r in stages["verifier_cost"]["results"] if r["goal"]):
+        for method, target in (("check_gradient", 10.0), ("verify", 15.0)):
+            expected.append(
+                (
+                    f"{method} / one float64 jax.grad, warm",
+                    row["ratios"][method]["interval"][0] <= target,
+                )
+            )
+            limit = max(5.0, 10 * row["cold_s"]["grad64"])
+            expected.append(
+                (f"{method}, first call (compilation included)", row["cold_s"][method] <= limit)
+            )
     return expected
 
 
@@ -314,17 +329,20 @@ def test_rendered_numbers_equal_results_json(written):
         ]
         for mutant in saved["stages"]["kill_matrix"]["record"]["mutants"]
     ]
-    # The detection-power record: 0 of 4 false alarms for netcheck, 1 of 2 for check_grads.
+    # The detection-power record: 0 of 4 false alarms for netcheck, 1 of 2 for check_grads;
+    # per mutation the smallest ε flagged in every case, read off the fractions.
     expected.append(
         [
             "float32",
             "4",
-            "0",
-            "0",
-            "0.1",
+            "0 / 0",
             "0.01",
+            "1",
+            "0.1",
+            "1",
             "2",
             "1",
+            "no measure: 1 of 2 correct gradients already fail",
             "no measure: 1 of 2 correct gradients already fail",
         ]
     )
@@ -459,10 +477,10 @@ def test_rewriting_replaces_the_old_report_and_leaves_no_temporaries(record, tmp
 
 def test_a_record_with_a_stage_this_netcheck_does_not_know_still_renders(record, tmp_path):
     newer = only(record, "training")
-    newer["stages"]["verifier_cost"] = {"elapsed_s": 1.0, "record": {"rows": []}}
+    newer["stages"]["a_future_stage"] = {"elapsed_s": 1.0, "record": {"rows": []}}
     target = report.write_report(newer, tmp_path / "newer")
     text = (target / "index.html").read_text()
-    assert "verifier_cost" in text and "its record is in results.json" in text
+    assert "a_future_stage" in text and "its record is in results.json" in text
 
 
 @pytest.mark.parametrize(
@@ -472,9 +490,9 @@ def test_a_record_with_a_stage_this_netcheck_does_not_know_still_renders(record,
         ("[1, 2]", "is not a netcheck report"),
         (
             json.dumps({"kind": "netcheck.report", "schema_version": 1, "stages": {}}),
-            "has schema_version 1; this netcheck reads schema_version 2",
+            "has schema_version 1; this netcheck reads schema_version 3",
         ),
-        (json.dumps({"kind": "netcheck.report", "schema_version": 2}), "has no 'stages'"),
+        (json.dumps({"kind": "netcheck.report", "schema_version": 3}), "has no 'stages'"),
     ],
     ids=["malformed", "not-a-report", "wrong-version", "no-stages"],
 )

@@ -112,6 +112,7 @@ FULL_SETTINGS: dict[str, dict[str, Any]] = {
     "kill_matrix": {},
     "detection_power": {},
     "bench": {"grid": "default"},
+    "verifier_cost": {"grid": "default"},
     "training": {},
 }
 """``--full``: every stage at its own function's defaults."""

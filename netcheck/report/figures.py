@@ -759,61 +759,169 @@ def kill_matrix_figure(kill: Record) -> Figure:
 # ----- detection power -----------------------------------------------------------------
 
 
+POWER_CHECKERS = {
+    "both": ("netcheck", "-o", 1.0),
+    "precision": ("precision alone", ":^", 0.8),
+    "check_grads": ("check_grads", "--s", 0.6),
+}
+"""How each checker is drawn: its label, line style and opacity."""
+
+
 def power_data(power: Record) -> dict[str, Series]:
-    """``"netcheck:dtype"`` / ``"check_grads:dtype"`` -> fraction of cases flagged (``y``)
-    per ε (``x``); check_grads only where it ran."""
+    """``"mutation/checker:dtype"`` -> fraction of cases flagged (``y``) per ε (``x``).
+
+    ``mutation`` is ``element`` or ``layer``; ``checker`` is ``both`` (netcheck's verdict),
+    ``precision`` (its precision part alone) or ``check_grads`` (only where it ran).
+    """
     data = {}
     for entry in power["dtypes"]:
-        data[f"netcheck:{entry['dtype']}"] = {
-            "x": list(power["epsilons"]),
-            "y": list(entry["detected_fraction"]),
-        }
-        if entry["check_grads"]["n_cases"]:
-            data[f"check_grads:{entry['dtype']}"] = {
-                "x": list(power["check_grads_epsilons"]),
-                "y": list(entry["check_grads"]["detected_fraction"]),
-            }
+        dtype = entry["dtype"]
+        for mutation in ("element", "layer"):
+            for mode in ("both", "precision"):
+                data[f"{mutation}/{mode}:{dtype}"] = {
+                    "x": list(power["epsilons"]),
+                    "y": list(entry["mutations"][mutation][mode]["detected_fraction"]),
+                }
+            if entry["check_grads"]["n_cases"]:
+                data[f"{mutation}/check_grads:{dtype}"] = {
+                    "x": list(power["check_grads_epsilons"]),
+                    "y": list(entry["check_grads"][mutation]["detected_fraction"]),
+                }
     return data
 
 
 @_styled
 def detection_power_figure(power: Record) -> Figure:
-    """Detection power per dtype, the verifier beside ``jax.test_util.check_grads``.
+    """Detection power per dtype: netcheck (with and without its formula part) beside
+    ``jax.test_util.check_grads``, for one element and for one whole layer.
 
     Args:
         power: a ``netcheck.suite.detection_power`` record.
 
     Returns:
-        :func:`power_data`: the fraction of cases flagged when one layer's gradient is
-        scaled by ``1 + ε``, against ``ε`` (log axis), solid for netcheck (gids
-        ``"netcheck:dtype"``), dashed for check_grads (``"check_grads:dtype"``); false
-        alarms (``ε = 0``) in the legend.
+        Two panels (one element, whole layer) of :func:`power_data`: the fraction of cases
+        flagged against ``ε`` (log axis); solid for netcheck's verdict, dotted for its
+        precision part alone, dashed for check_grads; gids as the data's keys. The legend
+        names each dtype's false alarms (``ε = 0``).
     """
-    figure, (axis,) = _figure(1, height=5.5)
+    figure, axes = _figure(2, height=7.0)
     entries = {entry["dtype"]: entry for entry in power["dtypes"]}
+    panels = dict(zip(("element", "layer"), axes, strict=True))
     for key, series in power_data(power).items():
-        checker, dtype = key.split(":")
-        entry = entries[dtype] if checker == "netcheck" else entries[dtype]["check_grads"]
-        (line,) = axis.plot(
+        where, dtype = key.split(":")
+        mutation, checker = where.split("/")
+        label, style, alpha = POWER_CHECKERS[checker]
+        entry = entries[dtype]
+        alarms = {
+            "both": (entry["false_alarms"], entry["n_cases"]),
+            "precision": (entry["false_alarms_precision"], entry["n_cases"]),
+            "check_grads": (entry["check_grads"]["false_alarms"], entry["check_grads"]["n_cases"]),
+        }[checker]
+        (line,) = panels[mutation].plot(
             series["x"],
             series["y"],
-            "-o" if checker == "netcheck" else "--s",
+            style,
             markersize=5,
             linewidth=2,
             color=DTYPE_COLOR.get(dtype, "k"),
-            alpha=1.0 if checker == "netcheck" else 0.6,
-            label=f"{checker} {dtype} ({entry['false_alarms']}/{entry['n_cases']} false alarms)",
+            alpha=alpha,
+            label=f"{label} {dtype} ({alarms[0]}/{alarms[1]} false alarms)",
         )
         line.set_gid(key)
+    for mutation, axis in panels.items():
+        what = "its median-sized element" if mutation == "element" else "the whole layer"
+        axis.set(
+            xscale="log",
+            xlabel=f"ε (one layer's gradient: {what} scaled by 1 + ε)",
+            ylabel="fraction of cases flagged",
+            ylim=(-0.03, 1.03),
+            title=f"{'One element' if mutation == 'element' else 'One whole layer'}: "
+            "the further left, the smaller the bugs caught",
+        )
+        _readable_log(axis, "x")
+    handles, labels = axes[1].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=2, frameon=False)
+    return figure
+
+
+# ----- verifier cost -------------------------------------------------------------------
+
+COST_STYLE = {
+    "check_gradient": {"color": "#1f77b4", "marker": "o", "label": "check_gradient"},
+    "verify": {"color": "#2ca02c", "marker": "s", "label": "verify"},
+    "check_grads": {"color": "#7f7f7f", "marker": "^", "label": "jax check_grads"},
+}
+
+
+def verifier_cost_data(cost: Record) -> dict[str, Series]:
+    """``method`` -> its cost in float64 gradients (``y``, median of paired ratios, with
+    the 95% interval ``low``/``high``) against the model's parameter count (``x``)."""
+    rows = sorted(cost["results"], key=lambda row: row["n_params"])
+    return {
+        method: {
+            "x": [row["n_params"] for row in rows],
+            "y": [row["ratios"][method]["median"] for row in rows],
+            "low": [row["ratios"][method]["interval"][0] for row in rows],
+            "high": [row["ratios"][method]["interval"][1] for row in rows],
+        }
+        for method in COST_STYLE
+    }
+
+
+@_styled
+def verifier_cost_figure(cost: Record) -> Figure:
+    """The verifier's cost as a multiple of one float64 gradient, against model size.
+
+    Args:
+        cost: a ``netcheck.verifier_bench`` record.
+
+    Returns:
+        :func:`verifier_cost_data` (gids as its keys; bars: 95% interval) on log-log axes,
+        with the goals (check_gradient 10x, verify 15x) drawn in.
+    """
+    from netcheck.verifier_bench import CHECK_GRADIENT_GOAL, VERIFY_GOAL
+
+    figure, (axis,) = _figure(1, height=5.5)
+    for method, series in verifier_cost_data(cost).items():
+        style = COST_STYLE[method]
+        y = np.asarray(series["y"], dtype=float)
+        (line,) = axis.plot(
+            series["x"],
+            y,
+            linestyle="-",
+            marker=style["marker"],
+            markersize=7,
+            color=style["color"],
+            label=style["label"],
+            alpha=0.9,
+        )
+        line.set_gid(method)
+        spread = [y - np.asarray(series["low"]), np.asarray(series["high"]) - y]
+        axis.errorbar(series["x"], y, yerr=spread, fmt="none", ecolor=style["color"], alpha=0.5)
+    axis.axhline(
+        CHECK_GRADIENT_GOAL,
+        color="#1f77b4",
+        linestyle="--",
+        linewidth=1,
+        label=f"check_gradient goal ({CHECK_GRADIENT_GOAL:g}x)",
+    )
+    axis.axhline(
+        VERIFY_GOAL,
+        color="#2ca02c",
+        linestyle="--",
+        linewidth=1,
+        label=f"verify goal ({VERIFY_GOAL:g}x)",
+    )
     axis.set(
         xscale="log",
-        xlabel="ε (one layer's gradient scaled by 1 + ε)",
-        ylabel="fraction of cases flagged",
-        ylim=(-0.03, 1.03),
-        title="Detection power: the further left a curve rises, the smaller the bugs it catches",
+        yscale="log",
+        xlabel="parameters of the MLP",
+        ylabel="time / one float64 jax.grad",
+        title="Verifier cost in gradients, against model size (bars: 95% interval)",
     )
     _readable_log(axis, "x")
-    figure.legend(loc="outside lower center", ncols=2, frameon=False)
+    _readable_log(axis, "y")
+    _legend_below(axis, ncols=3)
     return figure
 
 
@@ -855,7 +963,8 @@ FIGURES: tuple[FigureSpec, ...] = (
         "detection_power.png",
         "detection_power",
         detection_power_figure,
-        "Detection power per dtype: netcheck's verifier beside jax.test_util.check_grads.",
+        "Detection power per dtype, one element and a whole layer: netcheck's verdict, its "
+        "precision part alone, and jax.test_util.check_grads.",
     ),
     FigureSpec(
         "bench_time.png",
@@ -874,6 +983,12 @@ FIGURES: tuple[FigureSpec, ...] = (
         "bench",
         memory_figure,
         "Compiled temporary memory of manual and jax.grad per shape.",
+    ),
+    FigureSpec(
+        "verifier_cost.png",
+        "verifier_cost",
+        verifier_cost_figure,
+        "The verifier's cost in float64 gradients against model size, beside check_grads.",
     ),
     FigureSpec(
         "training.png",

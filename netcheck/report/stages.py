@@ -34,20 +34,22 @@ import jax
 import optax
 from tqdm.auto import tqdm
 
-from netcheck import __version__, bench, datasets, suite
+from netcheck import __version__, bench, datasets, suite, verifier_bench
 from netcheck.network import Network
 from netcheck.trainer import train
 
 Record = dict[str, Any]
 StageRunner = Callable[[bool], Record]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the report record; :func:`load_record` refuses any other. Version 2: the
-benchmark's goals are judged by intervals (``met``, ``interval``) instead of ``passed``."""
+benchmark's goals are judged by intervals (``met``, ``interval``) instead of ``passed``.
+Version 3: detection power per mutation (one element, whole layer) and per part (formula +
+precision, precision alone); the verifier-cost stage."""
 
 KIND = "netcheck.report"
 
-STAGES = ("verification", "kill_matrix", "detection_power", "bench", "training")
+STAGES = ("verification", "kill_matrix", "detection_power", "bench", "verifier_cost", "training")
 """The stages of a full report, in the order they run and are shown."""
 
 # ----- running the stages -------------------------------------------------------------
@@ -105,6 +107,15 @@ def run_report(
         "elapsed_s": time.perf_counter() - started,
         "stages": results,
     }
+
+
+def verifier_cost_stage(grid: str = "report", rounds: int = 5) -> StageRunner:
+    """The verifier's cost: :func:`netcheck.verifier_bench.run_verifier_bench` on ``grid``."""
+    if grid not in verifier_bench.GRIDS:  # refuse an unknown grid now, not after other stages
+        raise ValueError(
+            f"unknown verifier grid {grid!r}; known: {', '.join(verifier_bench.GRIDS)}"
+        )
+    return lambda progress: verifier_bench.run_verifier_bench(grid, rounds, progress)
 
 
 def bench_stage(grid: str | bench.Grid = "report") -> StageRunner:
@@ -259,6 +270,7 @@ REPORT_SETTINGS: dict[str, Any] = {
         "check_grads_cases": 2,
     },
     "bench": {"grid": "report"},
+    "verifier_cost": {"grid": "report", "rounds": 3},
     "training": {k: list(v) if isinstance(v, tuple) else v for k, v in TRAINING.items()},
 }
 """What ``netcheck report`` runs by default: every stage reduced so that the whole report
@@ -286,6 +298,7 @@ def default_stages(
         "kill_matrix": kill_matrix_stage,
         "detection_power": detection_power_stage,
         "bench": lambda grid="report": bench_stage(grid),
+        "verifier_cost": verifier_cost_stage,
         "training": lambda **training: (
             lambda progress: training_comparison({**TRAINING, **training}, progress)
         ),

@@ -145,7 +145,8 @@ def checklist(record: Record) -> list[Check]:
     Correctness: the suite agrees with the float64 truth; every planted bug is caught and
     named at its layer; the correct code passes the kill cases; detection power raised no
     false alarm on a correct gradient. Performance: the benchmark's goals as judged by
-    :func:`netcheck.bench.performance_goals` (by intervals, not by one median).
+    :func:`netcheck.bench.performance_goals` (by intervals, not by one median), and the
+    verifier's cost goals (:func:`netcheck.verifier_bench.verifier_goals`).
     """
     stages = {stage: entry["record"] for stage, entry in record["stages"].items()}
     checks = []
@@ -193,11 +194,12 @@ def checklist(record: Record) -> list[Check]:
                 f"{alarms} false alarms in {cases} correct cases",
             )
         )
-    if "bench" in stages:
-        checks += [
-            Check("performance", goal["name"], goal["met"], goal_line(goal))
-            for goal in stages["bench"]["goals"]
-        ]
+    for stage in ("bench", "verifier_cost"):
+        if stage in stages:
+            checks += [
+                Check("performance", goal["name"], goal["met"], goal_line(goal))
+                for goal in stages[stage]["goals"]
+            ]
     return checks
 
 
@@ -384,42 +386,104 @@ def caught(power: Record, epsilons: Sequence[float]) -> str:
     return fmt(power["smallest_detected_all"])
 
 
+MUTATION_TITLES = {"element": "one element", "layer": "whole layer"}
+MODE_TITLES = {"both": "formula + precision", "precision": "precision alone"}
+
+
 def power_table(record: Record) -> Table:
-    """Per dtype: false alarms and the smallest scaling caught, netcheck vs check_grads."""
+    """Per dtype: false alarms and the smallest ε caught in every case, for one element
+    and a whole layer scaled by ``1 + ε``, with and without the formula part, beside
+    check_grads on the same mutations."""
     rows = []
     for entry in record["dtypes"]:
         theirs = entry["check_grads"]
+        row = [
+            entry["dtype"],
+            fmt(entry["n_cases"]),
+            f"{entry['false_alarms']} / {entry['false_alarms_precision']}",
+        ]
+        for mutation in ("element", "layer"):
+            for mode in ("both", "precision"):
+                alarms = (
+                    entry["false_alarms"] if mode == "both" else entry["false_alarms_precision"]
+                )
+                summary = {
+                    **entry["mutations"][mutation][mode],
+                    "false_alarms": alarms,
+                    "n_cases": entry["n_cases"],
+                }
+                row.append(caught(summary, record["epsilons"]))
+        row += [fmt(theirs["n_cases"]), fmt(theirs["false_alarms"])]
+        for mutation in ("element", "layer"):
+            summary = {
+                **theirs[mutation],
+                "false_alarms": theirs["false_alarms"],
+                "n_cases": theirs["n_cases"],
+            }
+            row.append(caught(summary, record["check_grads_epsilons"]))
+        rows.append(row)
+    columns = ["dtype", "cases", "false alarms (formula + precision / precision alone)"]
+    columns += [
+        f"{MUTATION_TITLES[m]}: smallest ε always caught, {MODE_TITLES[mode]}"
+        for m in ("element", "layer")
+        for mode in ("both", "precision")
+    ]
+    columns += [
+        "check_grads cases",
+        "check_grads false alarms",
+        "check_grads one element: smallest ε always caught",
+        "check_grads whole layer: smallest ε always caught",
+    ]
+    return Table(
+        "Detection power: one element (the median-sized one) or one whole layer of the "
+        "gradient scaled by 1 + ε",
+        columns,
+        rows,
+        note="ε = 0 is the correct gradient: a failure there is a false alarm, and a checker "
+        "with false alarms gets no sensitivity figure (it would 'catch' any ε). 'Formula + "
+        "precision' is netcheck's verdict; 'precision alone' leaves out the float64 run of "
+        "the gradient under test (for a candidate that cannot run in float64). check_grads "
+        "runs on the first cases only (it is slow), at its default tolerances. Cases at a "
+        "non-differentiable point are left out of the power figures.",
+    )
+
+
+def verifier_cost_tables(record: Record) -> list[Table]:
+    """The verifier's cost goals, and per model its cost in units of one float64 gradient."""
+    rows = []
+    for row in record["results"]:
+        ratios, cold = row["ratios"], row["cold_s"]
         rows.append(
             [
-                entry["dtype"],
-                fmt(entry["n_cases"]),
-                fmt(entry["false_alarms"]),
-                fmt(entry["kinks"]),
-                caught(entry, record["epsilons"]),
-                fmt(entry["median_threshold"]),
-                fmt(theirs["n_cases"]),
-                fmt(theirs["false_alarms"]),
-                caught(theirs, record["check_grads_epsilons"]),
+                row["label"],
+                fmt(row["n_params"]),
+                fmt(row["leaves"]),
+                fmt_ms(row["methods"]["grad64"]["median_s"]),
+                *(
+                    f"{fmt(ratios[m]['median'])} ({fmt_interval(ratios[m]['interval'])})"
+                    for m in ("check_gradient", "verify", "check_grads")
+                ),
+                f"{fmt(cold['check_gradient'])} / {fmt(cold['verify'])} / {fmt(cold['grad64'])}",
             ]
         )
-    return Table(
-        "Detection power: one layer's gradient scaled by 1 + ε",
+    cost = Table(
+        "Verifier cost in float64 gradients",
         [
-            "dtype",
-            "cases",
-            "false alarms",
-            "kinks",
-            "smallest ε caught in every case",
-            "median per-case threshold",
-            "check_grads cases",
-            "check_grads false alarms",
-            "check_grads smallest ε caught in every case",
+            "model",
+            "parameters",
+            "leaves",
+            "one float64 jax.grad",
+            "check_gradient (95% interval)",
+            "verify (95% interval)",
+            "check_grads (95% interval)",
+            "first call s: check_gradient / verify / jax.grad",
         ],
         rows,
-        note="ε = 0 is the correct gradient: a failure there is a false alarm, and a "
-        "checker with false alarms gets no sensitivity figure (it would 'catch' any ε). "
-        "check_grads runs on the first cases only (it is slow), at its default tolerances.",
+        note="Each check's warm time as a multiple of one jitted float64 jax.grad of the same "
+        "loss, the median of paired per-round ratios (interleaved in one process). The "
+        "first call includes compilation; later models reuse what earlier ones compiled.",
     )
+    return [goal_table(record["goals"]), cost] if record["goals"] else [cost]
 
 
 def bench_tables(record: Record) -> list[Table]:
@@ -613,6 +677,7 @@ SECTIONS: dict[str, Section] = {
     "kill_matrix": Section("Planted-bug kill matrix", kill_tables),
     "detection_power": Section("Detection power", lambda record: [power_table(record)]),
     "bench": Section("Benchmark", bench_tables),
+    "verifier_cost": Section("Verifier cost", verifier_cost_tables),
     "training": Section("Training: manual vs jax.grad", training_tables),
 }
 """Per stage, its section; the templates draw every section alike (tables, figures,
