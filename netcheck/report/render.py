@@ -228,3 +228,8 @@ def render_html(page: Page) -> str:
 def render_markdown(page: Page) -> str:
     """The report as Markdown, figures linked beside it."""
     return _ENVIRONMENT.get_template("report.md").render(page=page)
+
+
+def markdown_table(table: tables.Table) -> str:
+    """One table as Markdown (a ``###`` heading, the pipe table, its note), as in report.md."""
+    return str(_ENVIRONMENT.get_template("table.md").module.table(table))
