@@ -230,6 +230,6 @@ def render_markdown(page: Page) -> str:
     return _ENVIRONMENT.get_template("report.md").render(page=page)
 
 
-def markdown_table(table: tables.Table) -> str:
+def markdown_table(table: Table) -> str:
     """One table as Markdown (a ``###`` heading, the pipe table, its note), as in report.md."""
     return str(_ENVIRONMENT.get_template("table.md").module.table(table))

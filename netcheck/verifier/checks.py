@@ -41,6 +41,14 @@ def check_concrete(tree: PyTree, what: str) -> None:
         )
 
 
+class WrongDtype(ValueError):
+    """A candidate leaf of another dtype than its parameter (``got``: the dtype it had)."""
+
+    def __init__(self, where: str, expected: Any, got: Any) -> None:
+        super().__init__(f"{where} must have dtype {expected}, got {got}")
+        self.got = jnp.dtype(got).name
+
+
 def check_like(result: Any, params: PyTree, what: str) -> None:
     """Refuse a gradient whose structure, shapes or dtypes differ from ``params``."""
     expected = jax.tree_util.tree_structure(params)
@@ -57,7 +65,7 @@ def check_like(result: Any, params: PyTree, what: str) -> None:
                 f"got {tuple(getattr(got, 'shape', ()))}"
             )
         if jnp.dtype(got.dtype) != jnp.dtype(leaf.dtype):
-            raise ValueError(f"{where} must have dtype {leaf.dtype}, got {got.dtype}")
+            raise WrongDtype(where, leaf.dtype, got.dtype)
 
 
 def candidate_in_float64(
@@ -78,6 +86,8 @@ def candidate_in_float64(
     with jax.enable_x64(True):
         try:
             result = call()
+        except WrongDtype as error:  # a leaf checked on the way out was not float64
+            return None, _hard_cast_note(what, {error.got})
         except Exception as error:  # the candidate's own failure: report it, do not raise
             first = str(error).strip().splitlines()[0] if str(error).strip() else ""
             return None, (
@@ -94,8 +104,12 @@ def candidate_in_float64(
             return None, f"{what} returns other shapes in float64; precision judged alone"
         dtypes.add(jnp.dtype(getattr(got, "dtype", type(got))).name)
     if dtypes != {"float64"}:
-        return None, (
-            f"{what} returns {', '.join(sorted(dtypes))} on the float64 point (a hard cast "
-            "inside?), so the formula cannot be checked in float64; precision judged alone"
-        )
+        return None, _hard_cast_note(what, dtypes)
     return result, None
+
+
+def _hard_cast_note(what: str, dtypes: set[str]) -> str:
+    return (
+        f"{what} returns {', '.join(sorted(dtypes))} on the float64 point (a hard cast "
+        "inside?), so the formula cannot be checked in float64; precision judged alone"
+    )

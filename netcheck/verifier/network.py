@@ -21,6 +21,7 @@ from netcheck import backprop
 from netcheck.network import Network, Params
 from netcheck.verifier import measure
 from netcheck.verifier.checks import (
+    WrongDtype,
     candidate_in_float64,
     check_callable,
     check_concrete,
@@ -523,4 +524,4 @@ def _check_deltas(net: Network, deltas: Any, x: Array) -> None:
                 f"got {tuple(getattr(delta, 'shape', ()))}"
             )
         if jnp.dtype(delta.dtype) != jnp.dtype(x.dtype):
-            raise ValueError(f"δ^{layer} must have dtype {x.dtype}, got {delta.dtype}")
+            raise WrongDtype(f"δ^{layer}", x.dtype, delta.dtype)

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from netcheck.verifier import measure
+from netcheck.verifier.checks import WrongDtype
 from netcheck.verifier.measure import F64
 
 Array = jax.Array
@@ -177,6 +178,6 @@ def candidate_leaves(
                 f"got {tuple(getattr(got, 'shape', ()))} ({type(got).__name__})"
             )
         if jnp.dtype(got.dtype) != jnp.dtype(expected.dtype):
-            raise ValueError(f"{where} must have dtype {expected.dtype}, got {got.dtype}")
+            raise WrongDtype(where, expected.dtype, got.dtype)
         leaves.append(jnp.asarray(got))
     return leaves
