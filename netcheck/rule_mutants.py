@@ -132,7 +132,7 @@ def _row_stats(h: Array) -> tuple[Array, Array]:
 def layer_norm(h: Array, gain: Array, bias: Array) -> Array:
     """``γ ⊙ (h - μ) / sqrt(σ² + ε) + β`` per row; ``h (rows, m)``, ``gain, bias (m,)``."""
     mean, variance = _row_stats(h)
-    return gain * (h - mean) / jnp.sqrt(variance + EPS) + bias
+    return gain[None, :] * (h - mean) / jnp.sqrt(variance + EPS) + bias[None, :]
 
 
 def _log_softmax(logits: Array) -> Array:
@@ -192,11 +192,11 @@ def _layer_norm_rule(bug: str | None) -> Any:
         if bug == "unbiased_variance":
             m = h.shape[-1]
             inv_std = 1 / jnp.sqrt(variance * m / (m - 1) + EPS)
-        return gain * x_hat + bias, (x_hat, inv_std, gain)
+        return gain[None, :] * x_hat + bias[None, :], (x_hat, inv_std, gain)
 
     def backward(saved: tuple, g: Array) -> tuple[Array, Array, Array]:
         x_hat, inv_std, gain = saved
-        g_bar = g * gain
+        g_bar = g * gain[None, :]
         centred = g_bar if bug == "mean_term_dropped" else g_bar - g_bar.mean(-1, keepdims=True)
         dh = inv_std * (centred - x_hat * (g_bar * x_hat).mean(axis=-1, keepdims=True))
         return dh, (g * x_hat).sum(axis=0), g.sum(axis=0)

@@ -39,7 +39,7 @@ import functools
 import inspect
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -63,7 +63,7 @@ PyTree = Any
 PROBES = 3
 """Random cotangents (custom_vjp) or tangents (custom_jvp) a rule is checked along."""
 
-_PROBE_SEED_STRIDE = 7919  # probe p draws its noise from seed + stride * p (the witness: seed)
+_PROBE_SEED = 7919  # the probes' noise is drawn from seed + this (the witness's from seed)
 
 
 def check_custom_rule(
@@ -142,13 +142,12 @@ def check_custom_rule(
         candidates,
         candidates64,
     )
-    rows = map_rows(measured, names * probes, map_.kind, like, constants, self_floors)
-    merged = merge_probes(rows, names, probes, map_.probe_word)
+    rows = map_rows(measured, names, map_.kind, like, constants, self_floors)
     return Verdict(
         dtype=dtype_name(floats),
-        rows=tuple(merged),
+        rows=tuple(rows),
         layers=(),
-        reasons=tuple(map_reasons(measured, merged, "primal output")),
+        reasons=tuple(map_reasons(measured, rows, "primal output")),
         first_bad_layer=None,
         kink=False,
         witness=None if noise is None else witness_record(measured["witness"]),
@@ -374,16 +373,17 @@ def _first_line(error: BaseException) -> str:
 # ----- the two maps (see netcheck.verifier.maps.Map) ---------------------------------------
 
 
-def _scaled_noise(seed: int, like: Sequence[Array], power: int) -> list[Array]:
-    """Standard-normal noise per array of ``like``, times ``rms(array) ** power``, rounded
-    to the array's dtype (so the working run, the truth and the rule all see it).
+def _scaled_noise(seed: int, arrays: Sequence[Array], power: int, probes: int) -> list[Array]:
+    """Per array, ``probes`` draws of standard-normal noise stacked on a leading axis,
+    times ``rms(array) ** power``, rounded to the array's dtype (so the working run, the
+    truth and the rule all see the same numbers).
 
-    An array whose root-mean-square is 0 or not finite, or whose scale would leave the
+    An array whose root-mean-square is 0 or not finite, or whose scale would leave its
     dtype's range, gets unscaled noise.
     """
-    noise = measure.witness_noise(seed, like)
+    stacked = [jax.ShapeDtypeStruct((probes, *a.shape), a.dtype) for a in arrays]
     scaled = []
-    for draw, array in zip(noise, like, strict=True):
+    for draw, array in zip(measure.witness_noise(seed, stacked), arrays, strict=True):
         values = np.asarray(array, np.float64)
         rms = float(np.sqrt(np.mean(np.square(values)))) if values.size else 0.0
         scale = rms**power if 0 < rms < math.inf else 1.0
@@ -398,16 +398,23 @@ def _nan_if_nonfinite(leaves: Sequence[Array]) -> Array:
     return sum((jnp.sum(leaf * 0).astype(F64) for leaf in leaves), jnp.zeros((), F64))
 
 
+def _stacked(per_probe: list[list[Array]]) -> list[Array]:
+    """``[[q_1 .. q_n] per probe]`` -> ``[stack over probes of q_i]``, the probe axis first."""
+    return [jnp.stack(column) for column in zip(*per_probe, strict=True)]
+
+
 @dataclass(frozen=True)
 class VjpMap:
-    """A custom_vjp's ``Jᵀ c_p`` for ``P`` cotangents ``c_p``: quantities are the cotangent
-    of every floating argument leaf, probe after probe; the probe is the ``P`` cotangents'
-    floating output leaves, flat."""
+    """A custom_vjp's ``Jᵀ c_p`` for ``P`` cotangents ``c_p``.
+
+    The probe is, per floating output leaf, its ``P`` cotangents stacked ``(P, *shape)``;
+    the quantities are, per floating argument leaf, its ``P`` cotangents stacked the same
+    way (so a row judges all probes at once, its worst element's first index the probe).
+    """
 
     call: PrimalCall
     probes: int
     kind = "vjp"
-    probe_word = "cotangent"
 
     def quantity_names(self) -> list[str]:
         return list(self.call.argument_names)
@@ -416,22 +423,14 @@ class VjpMap:
         """``P`` cotangents: noise over each output's root-mean-square (so every output
         weighs alike in ``Jᵀc``), from the primal's outputs at the working dtype."""
         outputs = primal_program(self.call, floats, arrays)
-        return [
-            leaf
-            for p in range(1, self.probes + 1)
-            for leaf in _scaled_noise(seed + _PROBE_SEED_STRIDE * p, outputs, -1)
-        ]
+        return _scaled_noise(seed + _PROBE_SEED, outputs, -1, self.probes)
 
     def witness_noise(self, floats: list, seed: int) -> list[Array]:
         return measure.witness_noise(seed, floats)
 
-    def _each_probe(self, probe: Sequence[Array]) -> list[list[Array]]:
-        n = len(self.call.output_names)
-        return [list(probe[p * n : (p + 1) * n]) for p in range(self.probes)]
-
     def _pullbacks(self, outputs: Callable, floats: list, arrays: list, probe: list) -> list:
         _, pullback = jax.vjp(lambda moved: outputs(moved, arrays), list(floats))
-        return [leaf for c in self._each_probe(probe) for leaf in pullback(c)[0]]
+        return _stacked([pullback([c[p] for c in probe])[0] for p in range(self.probes)])
 
     def reference(self, floats: list, arrays: list, probe: list) -> list[Array]:
         return self._pullbacks(self.call.primal, floats, arrays, probe)
@@ -445,26 +444,29 @@ class VjpMap:
     def witness(
         self, floats: list, arrays: list, probe: list, noise: list
     ) -> tuple[Any, list[Array]]:
-        """``∂/∂h ⟨Σ_p c_p, f.fun(x + h d)⟩ = Σ_p ⟨Jᵀ c_p, d⟩``: the pair of every quantity
-        is its leaf's direction ``d``."""
+        """``∂/∂h ⟨Σ_p c_p, f.fun(x + h d)⟩ = Σ_p ⟨Jᵀ c_p, d⟩``: each quantity's pair is its
+        leaf's direction ``d``, repeated along the probe axis."""
         directions = measure.relative_direction(noise, floats)
-        total = [sum(c[1:], c[0]).astype(F64) for c in zip(*self._each_probe(probe), strict=True)]
+        total = [c.astype(F64).sum(axis=0) for c in probe]
         estimate = measure.directional_witness(
             lambda moved: measure.dot(total, self.call.primal(moved, arrays)), floats, directions
         )
-        return estimate, list(directions) * self.probes
+        return estimate, [jnp.broadcast_to(d, (self.probes, *d.shape)) for d in directions]
 
 
 @dataclass(frozen=True)
 class JvpMap:
     """A custom_jvp's ``J_i t_{p,i}`` for ``P`` tangents ``t_p``, one argument leaf ``i`` at
-    a time: quantities are every (argument leaf, floating output leaf), probe after probe;
-    the probe is the ``P`` tangents' argument leaves, flat."""
+    a time.
+
+    The probe is, per floating argument leaf, its ``P`` tangents stacked ``(P, *shape)``;
+    the quantities are, per (argument leaf, floating output leaf), the output's ``P``
+    tangents stacked the same way.
+    """
 
     call: PrimalCall
     probes: int
     kind = "jvp"
-    probe_word = "tangent"
 
     def quantity_names(self) -> list[str]:
         outputs = self.call.output_names
@@ -476,33 +478,26 @@ class JvpMap:
 
     def draw_probes(self, floats: list, arrays: list, seed: int) -> list[Array]:
         """``P`` tangents: noise times each argument leaf's root-mean-square."""
-        return [
-            leaf
-            for p in range(1, self.probes + 1)
-            for leaf in _scaled_noise(seed + _PROBE_SEED_STRIDE * p, floats, 1)
-        ]
+        return _scaled_noise(seed + _PROBE_SEED, floats, 1, self.probes)
 
     def witness_noise(self, floats: list, seed: int) -> list[Array]:
-        specs = [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in self._float_specs()]
-        return measure.witness_noise(seed, specs)
-
-    def _float_specs(self) -> list[tuple[tuple[int, ...], str]]:
-        return [
-            s for s, keep in zip(self.call.output_specs, self.call.floating, strict=True) if keep
+        specs = [
+            jax.ShapeDtypeStruct(shape, dtype)
+            for (shape, dtype), keep in zip(self.call.output_specs, self.call.floating, strict=True)
+            if keep
         ]
-
-    def _each_probe(self, probe: Sequence[Array]) -> list[list[Array]]:
-        n = len(self.call.argument_names)
-        return [list(probe[p * n : (p + 1) * n]) for p in range(self.probes)]
+        return measure.witness_noise(seed, specs)
 
     def _tangents(self, outputs: Callable, floats: list, arrays: list, probe: list) -> list:
         _, linear = jax.linearize(lambda moved: outputs(moved, arrays), list(floats))
-        results = []
-        for tangent in self._each_probe(probe):
-            for i in range(len(floats)):
-                one = [t if k == i else jnp.zeros_like(t) for k, t in enumerate(tangent)]
-                results.extend(linear(one))
-        return results
+        columns = []
+        for i in range(len(floats)):
+            per_probe = [
+                linear([t[p] if k == i else jnp.zeros_like(t[p]) for k, t in enumerate(probe)])
+                for p in range(self.probes)
+            ]
+            columns.extend(_stacked(per_probe))
+        return columns
 
     def reference(self, floats: list, arrays: list, probe: list) -> list[Array]:
         return self._tangents(self.call.primal, floats, arrays, probe)
@@ -517,22 +512,19 @@ class JvpMap:
         self, floats: list, arrays: list, probe: list, noise: list
     ) -> tuple[Any, list[Array]]:
         """``∂/∂h ⟨w, f.fun(x + h Σ_p t_p)⟩ = Σ_{p,i} ⟨w, J_i t_{p,i}⟩`` for ``w`` = noise
-        over each output's root-mean-square: the pair of every quantity is its output's
-        ``w``."""
-        outputs = self.call.primal(floats, arrays)
+        over each output's root-mean-square: each quantity's pair is its output's ``w``,
+        repeated along the probe axis."""
         weights = []
-        for draw, out in zip(noise, outputs, strict=True):
+        for draw, out in zip(noise, self.call.primal(floats, arrays), strict=True):
             rms = jnp.sqrt(jnp.mean(jnp.square(out.astype(F64))))
             usable = (rms > 0) & jnp.isfinite(rms)
             weights.append(draw.astype(F64) / jnp.where(usable, rms, 1.0))
-        direction = [
-            sum(t[1:], t[0]).astype(F64) for t in zip(*self._each_probe(probe), strict=True)
-        ]
+        direction = [t.astype(F64).sum(axis=0) for t in probe]
         estimate = measure.directional_witness(
             lambda moved: measure.dot(weights, self.call.primal(moved, arrays)), floats, direction
         )
-        pair = [w for _ in range(self.probes) for _ in floats for w in weights]
-        return estimate, pair
+        pair = [jnp.broadcast_to(w, (self.probes, *w.shape)) for w in weights]
+        return estimate, pair * len(floats)
 
 
 RuleMap = VjpMap | JvpMap
@@ -604,9 +596,7 @@ def _check_rule_fits_once(
             f"({_first_line(error)}), so there is nothing to judge its rule against",
             (),
         )
-    for name, got, want in zip(
-        map_.quantity_names() * map_.probes, candidate, reference, strict=True
-    ):
+    for name, got, want in zip(map_.quantity_names(), candidate, reference, strict=True):
         if (got.shape, got.dtype) != (want.shape, want.dtype):
             raise ValueError(
                 f"{which} gives {name} of shape {got.shape} {got.dtype}, where autodiff of "
@@ -647,26 +637,6 @@ def _same_outputs(rule: str, name: str, primal: PyTree, through: PyTree) -> None
 
 
 # ----- rows and verdicts ------------------------------------------------------------------
-
-
-def merge_probes(
-    rows: Sequence[Agreement], names: Sequence[str], probes: int, probe_word: str
-) -> list[Agreement]:
-    """One row per quantity: the worst of its ``probes`` rows (a failure first, then the
-    largest distance/tolerance), named without the probe; a failing row's reason says
-    which probe failed it."""
-    count = len(names)
-    merged = []
-    for q, name in enumerate(names):
-        candidates = [(p, rows[p * count + q]) for p in range(probes)]
-        p, worst = max(candidates, key=lambda pair: (not pair[1].ok, _finite_ratio(pair[1])))
-        why = worst.why if worst.ok else f"{probe_word} {p + 1} of {probes}: {worst.why}"
-        merged.append(replace(worst, name=name, why=why))
-    return merged
-
-
-def _finite_ratio(row: Agreement) -> float:
-    return math.inf if math.isnan(row.ratio) else row.ratio
 
 
 def _no_reference_verdict(
