@@ -307,17 +307,33 @@ def _join(*parts: str) -> str:
 
 
 def _hint(name: str, verdict: Verdict) -> str:
-    """Whether a failure looks like a deliberate surrogate (then: skip it) or a slip."""
-    errors = [row.relative_error for row in verdict.rows if not row.ok]
-    worst = max(errors, default=0.0)
+    """Whether a failure looks like a deliberate surrogate (then: skip it) or a slip, and
+    which arguments get exactly zero (a ``None`` cotangent) where the primal's is not."""
+    failing = [row for row in verdict.rows if not row.ok]
+    zero = [row.name for row in failing if row.relative_error == 1 and row.cosine == 0]
     short = name.rpartition(".")[2]
+    notes = []
+    if zero:
+        notes.append(
+            f"the rule gives exactly zero for {', '.join(zero)} (a None cotangent?) where its "
+            "primal's derivative is not zero: harmless only where that argument is never "
+            "differentiated (labels, a mask)"
+        )
+    rest = [row.relative_error for row in failing if row.name not in zero]
+    worst = max(rest, default=0.0)
+    if not rest:
+        return "; ".join(notes)
     if math.isnan(worst) or worst >= SURROGATE_RELATIVE:
-        return (
+        notes.append(
             f"its gradient differs grossly from its primal's (relative error {worst:.2g}): if "
             f"{short} is deliberately not the derivative (a straight-through estimator, "
             f"gradient clipping, a stop-gradient surrogate), pass skip=({short!r},)"
         )
-    return f"relative error {worst:.2g}: too small for a deliberate surrogate, most likely a slip"
+    else:
+        notes.append(
+            f"relative error {worst:.2g}: too small for a deliberate surrogate, most likely a slip"
+        )
+    return "; ".join(notes)
 
 
 def random_like(args: tuple, seed: int) -> tuple:

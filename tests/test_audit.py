@@ -178,3 +178,20 @@ def test_a_program_that_cannot_be_traced_gets_one_netcheck_error():
         audit(broken, jnp.ones(3))
     with pytest.raises(TypeError, match="fn must be callable"):
         audit(3, jnp.ones(3))
+
+
+@jax.custom_vjp
+def _scaled(x, s):
+    return x * s
+
+
+_scaled.defvjp(lambda x, s: (x * s, s), lambda s, g: (g * s, None))  # None for s
+
+
+def test_a_rule_giving_zero_for_an_argument_is_told_so():
+    report = audit(lambda x: jnp.sum(_scaled(x, jnp.float32(2.0))), jnp.linspace(1.0, 2.0, 3))
+    (rule,) = report.rules
+    assert rule.status == "failed"
+    assert [row.name for row in rule.verdict.rows if not row.ok] == ["args[1]"]
+    assert "exactly zero for args[1] (a None cotangent?)" in rule.note
+    assert "skip=" not in rule.note  # a zero cotangent alone is no surrogate
