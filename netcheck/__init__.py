@@ -9,17 +9,23 @@ The public surface::
     net.autodiff_grad(params, x, y)      # jax.grad of the same mean loss
     verify(net, params, x, y)            # per-layer verdict, calibrated tolerance
     check_gradient(loss_fn, grad_fn, params, *args)   # the same for any pytree
+    check_custom_rule(f, *args)          # a custom_vjp/custom_jvp against autodiff of f.fun
+    audit(fn, *args, skip=(...))         # every custom rule fn reaches, checked where reached
     params, history = train(net, params, (x, y), ...)  # jit-compiled trainer
+
+``netcheck.testing`` holds the same checks as pytest assertions.
 """
 
-from netcheck import datasets
+from netcheck import datasets, testing
 from netcheck.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS, Activation
+from netcheck.audit import AuditReport, audit
 from netcheck.checkpoint import Checkpoint
 from netcheck.checkpoint import load as load_checkpoint
 from netcheck.checkpoint import save as save_checkpoint
 from netcheck.literal import literal_grad
 from netcheck.losses import LOSSES, Loss
 from netcheck.network import INIT_SCHEMES, ForwardCache, Network
+from netcheck.rules import check_custom_rule
 from netcheck.trainer import (
     DivergenceWarning,
     TrainState,
@@ -40,6 +46,7 @@ __all__ = [
     "INIT_SCHEMES",
     "LOSSES",
     "Activation",
+    "AuditReport",
     "Checkpoint",
     "DivergenceWarning",
     "ForwardCache",
@@ -48,6 +55,8 @@ __all__ = [
     "TrainState",
     "Verdict",
     "__version__",
+    "audit",
+    "check_custom_rule",
     "check_gradient",
     "datasets",
     "fit",
@@ -58,6 +67,7 @@ __all__ = [
     "make_epoch_fn",
     "make_train_step",
     "save_checkpoint",
+    "testing",
     "train",
     "verify",
 ]

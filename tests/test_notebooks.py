@@ -408,3 +408,81 @@ def test_notebook_03_your_own_backward_pass(kernel_path: Path, tmp_path: Path, x
     assert {name for name, r in results["op"].items() if not r["ok"]} == {"['h']"}
     # The notebook's claim about a fixed tolerance: check_grads passes the slip.
     assert results["check_grads_passes"] == {"right": True, "forgot ε": True}
+
+
+def _smoothed_model_loss(params: dict, x, labels, smoothing: float = 0.1):
+    """Notebook 04's model with every rule's primal (rounding, layer norm ε = 1e-5,
+    label-smoothed cross-entropy), written again here; ``[None, :]`` as rank promotion is off."""
+    import jax
+    import jax.numpy as jnp
+
+    h = (jnp.round(16 * x) / 16) @ params["w1"] + params["b1"][None, :]
+    mean = h.mean(axis=-1, keepdims=True)
+    variance = ((h - mean) ** 2).mean(axis=-1, keepdims=True)
+    gain, bias = params["gain"][None, :], params["bias"][None, :]
+    h = jnp.tanh(gain * (h - mean) / jnp.sqrt(variance + 1e-5) + bias)
+    logits = h @ params["w2"] + params["b2"][None, :]
+    y = (1 - smoothing) * labels + smoothing / labels.shape[-1]
+    return jnp.mean(-jnp.sum(y * jax.nn.log_softmax(logits), axis=-1)), logits
+
+
+RECORD_04 = {
+    "check_grads_passes": "check_grads_passes",
+    "unskipped": "{r.name: {'status': r.status, 'note': r.note} for r in unskipped.rules}",
+    "skipped": "{r.name: [r.status, r.values_recovered, r.count] for r in report.rules}",
+    "failing_rows": "[row.name for row in slipped.verdict.rows if not row.ok]",
+    "fixed_ok": "fixed.ok",
+    "delta": "delta",
+    "point": '{"params": params, "x": x, "labels": labels}',
+    "slipped_gradient": "slipped_gradient",
+}
+
+
+def test_notebook_04_auditing_a_model(kernel_path: Path, tmp_path: Path, x64) -> None:
+    import jax
+    import jax.numpy as jnp
+
+    results = run_and_record("04_auditing_a_model", tmp_path, RECORD_04)
+    point = jax.tree.map(
+        lambda leaf: jnp.asarray(leaf, jnp.float64),
+        results["point"],
+        is_leaf=lambda value: isinstance(value, list),
+    )
+    params, x, labels = point["params"], point["x"], point["labels"]
+    classes = labels.shape[-1]
+    assert x.shape == (64, 8) and classes == 10
+
+    # The slip, recomputed here: the backward pass's labels are off by δ = α/(K-1) - α/K on
+    # every class, so ∂L/∂z is off by g δ (K softmax(z) - 1) per row, g = 1/batch; on
+    # ∂L/∂b2 that is the batch mean of δ (K p - 1). The other leaves: a relative error of a
+    # few parts in a thousand (check_grads' float32 tolerance lets it through).
+    delta = 0.1 / (classes - 1) - 0.1 / classes
+    assert results["delta"] == pytest.approx(delta)
+    truth = jax.grad(lambda p: _smoothed_model_loss(p, x, labels)[0])(params)
+    logits = _smoothed_model_loss(params, x, labels)[1]
+    expected_b2_error = jnp.mean(delta * (classes * jax.nn.softmax(logits) - 1), axis=0)
+    slipped = jax.tree.map(
+        lambda leaf: jnp.asarray(leaf, jnp.float64),
+        results["slipped_gradient"],
+        is_leaf=lambda value: isinstance(value, list),
+    )
+    np.testing.assert_allclose(slipped["b2"] - truth["b2"], expected_b2_error, atol=1e-6)
+    for name, leaf in truth.items():
+        relative = float(jnp.linalg.norm(slipped[name] - leaf) / jnp.linalg.norm(leaf))
+        assert 1e-3 < relative < 2e-2, name
+    assert results["check_grads_passes"] is True
+
+    # The audit names the slipped rule, and only its logits' cotangent; the quantiser is a
+    # surrogate: unskipped it fails with the hint to skip it.
+    name = "make_cross_entropy.<locals>.smoothed_cross_entropy"
+    assert results["skipped"] == {
+        name: ["failed", True, 1],
+        "layer_norm": ["ok", True, 1],
+        "quantise": ["skipped", True, 1],
+    }
+    assert results["failing_rows"] == ["args[0]"]
+    unskipped = results["unskipped"]
+    assert unskipped["quantise"]["status"] == "failed"
+    assert "skip=('quantise',)" in unskipped["quantise"]["note"]
+    assert "most likely a slip" in unskipped[name]["note"]
+    assert results["fixed_ok"] is True

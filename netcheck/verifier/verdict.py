@@ -10,10 +10,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-STATUSES = ("ok", "wrong_formula", "imprecise", "fail", "nonfinite", "kink")
+STATUSES = ("ok", "wrong_formula", "imprecise", "fail", "nonfinite", "kink", "no_reference")
 """Row statuses: agrees; the formula is wrong (float64 disagrees); the formula is right but
 rounds worse than autodiff at the working dtype; disagrees (no float64 run to say which);
-NaN/Inf somewhere; disagrees at a non-differentiable point (not a failure)."""
+NaN/Inf somewhere; disagrees at a non-differentiable point (not a failure); nothing to
+judge against, because autodiff cannot differentiate the reference (a custom rule whose
+primal is a ``pure_callback`` or a kernel: not a failure, the row says why)."""
 
 PARTS = ("formula", "precision")
 """``formula``: the candidate run in float64 on the upcast point against the float64
@@ -140,8 +142,9 @@ class Agreement:
 
     @property
     def ok(self) -> bool:
-        """Whether this quantity is acceptable (agrees, or disagrees only at a kink)."""
-        return self.status in ("ok", "kink")
+        """Whether this quantity is acceptable (agrees, disagrees only at a kink, or has no
+        reference to disagree with)."""
+        return self.status in ("ok", "kink", "no_reference")
 
     @property
     def parts(self) -> tuple[Part, ...]:
