@@ -1,5 +1,13 @@
 """Shared test tables (pytest puts this folder on ``sys.path``, beside ``conftest.py``)."""
 
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+import netcheck as nc
+
 OUTPUT_LOSS_PAIRS = {
     "sigmoid+bce": ("sigmoid", "binary_cross_entropy"),
     "softmax+ce": ("softmax", "softmax_cross_entropy"),
@@ -9,3 +17,40 @@ OUTPUT_LOSS_PAIRS = {
     "softmax+se": ("softmax", "squared_error"),
 }
 """Every valid (output activation, loss) pair, by a readable test id."""
+
+
+def sweep_sizes(depth: int, equal_widths: bool) -> tuple[int, ...]:
+    """Layer widths of a sweep network with ``depth`` hidden layers.
+
+    Two patterns, because they catch different mix-ups:
+
+    - alternating, ``(3, 4, 5, 4, 5, 3)``: no weight matrix is square, so a ``W`` used
+      untransposed, or a width read from the wrong layer, fails loudly on shapes;
+    - equal, ``(4, 4, ..., 4)``: every ``W_ℓ`` has the shape of ``W_{ℓ+1}`` (and of its own
+      transpose), so ``W_ℓ`` in place of ``W_{ℓ+1}``, or ``W`` in place of ``Wᵀ``, runs
+      and must fail on the values (random weights are neither equal nor symmetric).
+    """
+    if equal_widths:
+        return (4,) * (depth + 2)
+    return (3, *(4, 5, 4, 5)[:depth], 3)
+
+
+def sweep_cases(depths: range) -> list:
+    """``pytest.param(activation, output, loss, bias, depth, equal_widths)`` for a sweep.
+
+    Every hidden activation x (output, loss) pair x bias x depth. The width pattern
+    alternates with ``bias`` and the depth's parity, so each (activation, pair) meets both
+    patterns with and without bias, and each (activation, pair, depth ≥ 1) has one
+    equal-width network, where a ``W_ℓ``/``W_{ℓ+1}`` swap is shape-valid.
+    """
+    cases = []
+    for activation, (pair_id, pair), bias, depth in itertools.product(
+        nc.HIDDEN_ACTIVATIONS, OUTPUT_LOSS_PAIRS.items(), (True, False), depths
+    ):
+        equal_widths = (depth + bias) % 2 == 1
+        case_id = (
+            f"{activation}-{pair_id}-{'bias' if bias else 'nobias'}-depth{depth}"
+            f"-{'equal' if equal_widths else 'alternating'}"
+        )
+        cases.append(pytest.param(activation, *pair, bias, depth, equal_widths, id=case_id))
+    return cases

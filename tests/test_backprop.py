@@ -13,13 +13,12 @@ while the smallest real bug (a 1% scale error) sits at 1e-2, i.e. 8e4 float32 ep
 
 from __future__ import annotations
 
-import itertools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from cases import OUTPUT_LOSS_PAIRS as PAIRS_BY_ID
+from cases import sweep_cases, sweep_sizes
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -139,29 +138,21 @@ def test_tiny_network_without_bias_reproduces_the_slides(x64):
 # and are exercised by the tiny-network, vmap and compile-once tests.
 
 
-def _sweep_cases() -> list:
-    cases = []
-    for activation, (pair, pair_id), bias, depth in itertools.product(
-        nc.HIDDEN_ACTIVATIONS,
-        zip(OUTPUT_LOSS_PAIRS, PAIR_IDS, strict=True),
-        (True, False),
-        range(5),
-    ):
-        case_id = f"{activation}-{pair_id}-{'bias' if bias else 'nobias'}-depth{depth}"
-        cases.append(pytest.param(activation, *pair, bias, depth, id=case_id))
-    return cases
-
-
-@pytest.mark.parametrize(("activation", "output", "loss", "bias", "depth"), _sweep_cases())
-def test_manual_matches_autodiff(activation, output, loss, bias, depth, make_problem, x64):
+@pytest.mark.parametrize(
+    ("activation", "output", "loss", "bias", "depth", "equal_widths"), sweep_cases(range(5))
+)
+def test_manual_matches_autodiff(
+    activation, output, loss, bias, depth, equal_widths, make_problem, x64
+):
     """float64: manual vs jax.grad at round-off; float32: manual vs the float64 truth.
 
     The float32 gradient is computed with x64 enabled (the fixture spans the test); its
     arrays are float32 throughout, as strict dtype promotion would flag any silent upcast.
+    Networks alternate between two width patterns (see ``cases.sweep_sizes``): one where no
+    W is square, one where every W_ℓ has the shape of W_{ℓ+1}, so that a transposed or
+    swapped weight matrix fails here whichever way it is written.
     """
-    # Alternating widths: no weight matrix is square (a transposed W fails loudly), and few
-    # distinct shapes keep eager dispatch hitting its cache of compiled primitives.
-    sizes = (3, *(4, 5, 4, 5)[:depth], 3)
+    sizes = sweep_sizes(depth, equal_widths)
     net = nc.Network(sizes, activation, output, loss, bias)
     params, x, y = make_problem(sizes, loss, bias, batch=5, seed=depth)
     with jax.disable_jit():
