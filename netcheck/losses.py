@@ -86,7 +86,11 @@ class Loss:
         if isinstance(y, jax.core.Tracer) or not self.targets_in_unit_interval:
             return
         y = jnp.asarray(y)
-        low, high = (float(bound) for bound in jnp.stack([jnp.min(y), jnp.max(y)]))
+        bounds = jnp.stack([jnp.min(y), jnp.max(y)])
+        if isinstance(bounds, jax.core.Tracer):
+            return  # under jit even a constant (a closed-over numpy y) is traced
+        # `+ 0.0` prints a -0.0 bound as 0.
+        low, high = (float(bound) + 0.0 for bound in bounds)
         if low < 0 or high > 1:
             raise ValueError(
                 f"{what}: {self.name} needs targets in [0, 1], got values in [{low:g}, {high:g}]"
