@@ -41,6 +41,9 @@ class Activation:
             first derivative takes there, as ``jax.grad(jax.grad(g))`` gives. ``None`` for
             softmax (see :func:`softmax_vjp_tangent`).
         elementwise: whether ``G = diag(g'(z))``; False only for softmax.
+        piecewise_linear: ``g'' = 0`` wherever it is defined (identity, relu, leaky_relu):
+            the R-pass of :mod:`netcheck.hvp` then leaves out its ``g''`` terms, as forward-mode
+            autodiff does, instead of multiplying by zeros (which XLA must keep, for NaN).
         output_only: may only be used as the output activation ``g_L``.
     """
 
@@ -49,6 +52,7 @@ class Activation:
     derivative: Callable[[Array, Array], Array] | None
     second_derivative: Callable[[Array, Array], Array] | None
     elementwise: bool = True
+    piecewise_linear: bool = False
     output_only: bool = False
 
 
@@ -240,11 +244,19 @@ def softmax_jacobian(s: Array) -> Array:
 ACTIVATIONS: dict[str, Activation] = {
     record.name: record
     for record in (
-        Activation("identity", _identity, _identity_prime, _piecewise_linear_second),
+        Activation(
+            "identity", _identity, _identity_prime, _piecewise_linear_second, piecewise_linear=True
+        ),
         Activation("sigmoid", _sigmoid, _sigmoid_prime, _sigmoid_second),
         Activation("tanh", _tanh, _tanh_prime, _tanh_second),
-        Activation("relu", _relu, _relu_prime, _piecewise_linear_second),
-        Activation("leaky_relu", _leaky_relu, _leaky_relu_prime, _piecewise_linear_second),
+        Activation("relu", _relu, _relu_prime, _piecewise_linear_second, piecewise_linear=True),
+        Activation(
+            "leaky_relu",
+            _leaky_relu,
+            _leaky_relu_prime,
+            _piecewise_linear_second,
+            piecewise_linear=True,
+        ),
         Activation("elu", _elu, _elu_prime, _elu_second),
         Activation("softplus", _softplus, _softplus_prime, _softplus_second),
         Activation("gelu", _gelu, _gelu_prime, _gelu_second),

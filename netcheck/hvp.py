@@ -129,13 +129,14 @@ def output_delta_tangent(
         return loss.delta_tangent_from_logits(z_out, y, z_tangent)
     grad_prediction = loss.grad_prediction(y_hat, y)
     loss_curvature = loss.grad_prediction_tangent(y_hat, y, y_hat_tangent)
-    if output.elementwise:
-        return output.second_derivative(z_out, y_hat) * z_tangent * grad_prediction + (
-            output.derivative(z_out, y_hat) * loss_curvature
+    if not output.elementwise:
+        return softmax_vjp_tangent(y_hat, y_hat_tangent, grad_prediction) + softmax_vjp(
+            y_hat, loss_curvature
         )
-    return softmax_vjp_tangent(y_hat, y_hat_tangent, grad_prediction) + softmax_vjp(
-        y_hat, loss_curvature
-    )
+    top_tangent = output.derivative(z_out, y_hat) * loss_curvature
+    if output.piecewise_linear:  # R{G(L)} = diag(g_L'' R{z^L}) = 0
+        return top_tangent
+    return top_tangent + output.second_derivative(z_out, y_hat) * z_tangent * grad_prediction
 
 
 ForwardFn = Callable[["Network", "Params", "Params", "ForwardCache"], ForwardTangents]
@@ -170,12 +171,16 @@ def delta_tangent_step(
         ``R{Δ^ℓ}``, ``(batch, n_ℓ)``.
     """
     z, a = cache.pre_activations[layer - 1], cache.activations[layer]
-    weights_above, direction_above = params[layer]["W"], v[layer]["W"]
-    # δ^{ℓ+1} W_{ℓ+1}, the same product the δ recursion forms: XLA computes it once.
+    weights_above = params[layer]["W"]
+    delta_tangent = net.hidden.derivative(z, a) * (
+        tangent_above @ weights_above + delta_above @ v[layer]["W"]
+    )
+    if net.hidden.piecewise_linear:  # g'' = 0: no first term (nor its δ^{ℓ+1} W_{ℓ+1} at ℓ = 1)
+        return delta_tangent
+    # δ^{ℓ+1} W_{ℓ+1} is the product the δ recursion forms: XLA computes it once.
     back = delta_above @ weights_above
     return net.hidden.second_derivative(z, a) * tangents.pre_activations[layer - 1] * back + (
-        net.hidden.derivative(z, a)
-        * (tangent_above @ weights_above + delta_above @ direction_above)
+        delta_tangent
     )
 
 

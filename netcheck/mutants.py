@@ -503,8 +503,8 @@ def _gradients_without_activation_tangent(
 
 
 def _hidden_curvature(net: Network) -> bool:
-    """Whether the hidden g'' is not identically zero (not piecewise linear)."""
-    return net.activation not in ("identity", "relu", "leaky_relu")
+    """Whether the hidden g'' is not identically zero."""
+    return not net.hidden.piecewise_linear
 
 
 HVP_MUTANTS: dict[str, HvpMutant] = {
