@@ -122,6 +122,13 @@ def test_second_derivative_matches_central_differences_of_autodiff_slope(name, x
     np.testing.assert_allclose(hand, central, rtol=0, atol=FD_ATOL)
 
 
+def test_piecewise_linear_is_exactly_where_autodiffs_second_derivative_vanishes(x64):
+    """The R-pass skips g'' for these; that must be no approximation."""
+    for name in ELEMENTWISE:
+        vanishes = not _float64_second(name, GRID).any()
+        assert ACTIVATIONS[name].piecewise_linear == vanishes, name
+
+
 @pytest.mark.parametrize("name", KINKED)
 def test_second_derivative_at_the_kink_is_autodiffs(name, x64):
     """At z = 0, g'' is the second derivative of the branch g' takes there, as in jax.grad."""
