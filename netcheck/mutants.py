@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from netcheck import backprop, hvp
 from netcheck.activations import softmax_vjp, softmax_vjp_tangent
 from netcheck.hvp import ForwardTangents
-from netcheck.network import ForwardCache, Network, Params, rows_times_transpose
+from netcheck.network import ForwardCache, Network, Params
 
 Array = jax.Array
 TopFn = Callable[[Network, ForwardCache, Array], Array]
@@ -472,23 +472,10 @@ def _top_without_loss_curvature(
 def _forward_without_input_tangent(
     net: Network, params: Params, v: Params, cache: ForwardCache
 ) -> ForwardTangents:
-    # R{z^ℓ} = a^{ℓ-1} V_ℓᵀ + c_ℓ: the change of a^{ℓ-1} (R{a^{ℓ-1}} W_ℓᵀ) forgotten.
-    z_tangents: list[Array] = []
-    a_tangents: list[Array | None] = [None]
-    for layer, direction in enumerate(v, start=1):
-        z_tangent = rows_times_transpose(cache.activations[layer - 1], direction["W"])
-        if net.bias:
-            z_tangent = z_tangent + direction["b"][None, :]
-        z_tangents.append(z_tangent)
-        a_tangents.append(
-            hvp.activation_tangent(
-                net.layer_activation(layer),
-                cache.pre_activations[layer - 1],
-                cache.activations[layer],
-                z_tangent,
-            )
-        )
-    return ForwardTangents(z_tangents, a_tangents)
+    # R{z^ℓ} = a^{ℓ-1} V_ℓᵀ + c_ℓ: the change of a^{ℓ-1} (R{a^{ℓ-1}} W_ℓᵀ) forgotten, i.e. the
+    # correct step 1 with every W_ℓ read as zero in that term (and only there).
+    zero_weights = [{"W": jnp.zeros_like(weights["W"])} for weights in params]
+    return hvp.forward_tangents(net, zero_weights, v, cache)
 
 
 def _gradients_without_activation_tangent(

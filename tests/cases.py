@@ -1,12 +1,18 @@
-"""Shared test tables (pytest puts this folder on ``sys.path``, beside ``conftest.py``)."""
+"""Shared test tables and comparisons (pytest puts this folder on ``sys.path``)."""
 
 from __future__ import annotations
 
 import itertools
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import netcheck as nc
+
+ROUNDOFF_ULPS = 1000
+"""The sweeps' bound, in eps of the working dtype, relative to each leaf's largest |entry|."""
 
 OUTPUT_LOSS_PAIRS = {
     "sigmoid+bce": ("sigmoid", "binary_cross_entropy"),
@@ -54,3 +60,27 @@ def sweep_cases(depths: range) -> list:
         )
         cases.append(pytest.param(activation, *pair, bias, depth, equal_widths, id=case_id))
     return cases
+
+
+def leaf_errors(got, truth) -> list[tuple[str, float]]:
+    """``(path, max|got - truth| / max|truth|)`` per leaf, in float64 on the host.
+
+    A leaf whose truth is all zeros reports its absolute error.
+    """
+    errors = []
+    for (path, g), t in zip(
+        jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(truth), strict=True
+    ):
+        g, t = np.asarray(g, np.float64), np.asarray(t, np.float64)
+        assert g.shape == t.shape, (jax.tree_util.keystr(path), g.shape, t.shape)
+        scale = np.max(np.abs(t))
+        error = np.max(np.abs(g - t))
+        errors.append((jax.tree_util.keystr(path), error / scale if scale else error))
+    return errors
+
+
+def assert_close(got, truth, dtype, ulps: float = ROUNDOFF_ULPS) -> None:
+    """Every leaf within ``ulps · eps(dtype)`` of the truth, relative to its largest |entry|."""
+    bound = ulps * float(jnp.finfo(dtype).eps)
+    bad = [(path, error) for path, error in leaf_errors(got, truth) if not error <= bound]
+    assert not bad, f"leaves beyond {ulps} eps({jnp.dtype(dtype).name}) = {bound:.2e}: {bad}"

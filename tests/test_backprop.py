@@ -18,14 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from cases import OUTPUT_LOSS_PAIRS as PAIRS_BY_ID
-from cases import sweep_cases, sweep_sizes
+from cases import assert_close, sweep_cases, sweep_sizes
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import netcheck as nc
 from netcheck import autodiff, backprop
-
-ROUNDOFF_ULPS = 1000
 
 OUTPUT_LOSS_PAIRS = tuple(PAIRS_BY_ID.values())
 PAIR_IDS = tuple(PAIRS_BY_ID)
@@ -33,26 +31,6 @@ PAIR_IDS = tuple(PAIRS_BY_ID)
 
 def _as(tree, dtype):
     return jax.tree.map(lambda leaf: jnp.asarray(leaf, dtype), tree)
-
-
-def _leaf_errors(got, truth) -> list[tuple[str, float]]:
-    """``(path, max|got - truth| / max|truth|)`` per leaf, in float64 on the host."""
-    errors = []
-    for (path, g), t in zip(
-        jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(truth), strict=True
-    ):
-        g, t = np.asarray(g, np.float64), np.asarray(t, np.float64)
-        assert g.shape == t.shape, (jax.tree_util.keystr(path), g.shape, t.shape)
-        scale = np.max(np.abs(t))
-        error = np.max(np.abs(g - t))
-        errors.append((jax.tree_util.keystr(path), error / scale if scale else error))
-    return errors
-
-
-def _assert_close(got, truth, dtype, ulps: float = ROUNDOFF_ULPS) -> None:
-    bound = ulps * float(jnp.finfo(dtype).eps)
-    bad = [(path, error) for path, error in _leaf_errors(got, truth) if not error <= bound]
-    assert not bad, f"leaves beyond {ulps} eps({jnp.dtype(dtype).name}) = {bound:.2e}: {bad}"
 
 
 # ----- a tiny network, by hand --------------------------------------------------------------
@@ -161,8 +139,8 @@ def test_manual_matches_autodiff(
         manual32 = backprop.manual_grad(net, *_as((params, x, y), jnp.float32))
     assert jax.tree.structure(manual64) == jax.tree.structure(truth)
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(manual32))
-    _assert_close(manual64, truth, jnp.float64)
-    _assert_close(manual32, truth, jnp.float32)
+    assert_close(manual64, truth, jnp.float64)
+    assert_close(manual32, truth, jnp.float32)
 
 
 # ----- Hypothesis: random architectures ----------------------------------------------------
@@ -237,7 +215,7 @@ def test_random_architectures_manual_matches_autodiff(case, make_problem, x64):
     with jax.disable_jit():
         truth = autodiff.autodiff_grad(net, *_as((params, x, y), jnp.float64))
         manual = backprop.manual_grad(net, *_as((params, x, y), dtype))
-    _assert_close(manual, truth, dtype)
+    assert_close(manual, truth, dtype)
 
 
 # ----- per-example gradients through vmap ---------------------------------------------------
@@ -257,9 +235,9 @@ def test_per_example_gradients_by_vmap(output, loss, make_problem, x64):
     got = jax.vmap(manual_one)(x, y)
     expected = jax.vmap(jax.grad(loss_one), in_axes=(None, 0, 0))(params, x, y)
     assert jax.tree.leaves(got)[0].shape[0] == 6
-    _assert_close(got, expected, jnp.float64)
+    assert_close(got, expected, jnp.float64)
     # The per-example gradients average to the batch gradient.
-    _assert_close(
+    assert_close(
         jax.tree.map(lambda g: g.mean(axis=0), got), net.manual_grad(params, x, y), jnp.float64
     )
 
@@ -298,4 +276,4 @@ def test_manual_grad_runs_in_bfloat16(make_problem, x64):
     # bfloat16 keeps 8 significant bits (eps = 2^-7): rounding the inputs alone moves each
     # gradient by a few eps, and ~10 roundings per layer follow. 8 eps (6%) bounds that
     # while a wrong derivative is still O(1) off.
-    _assert_close(grads, truth, jnp.bfloat16, ulps=8)
+    assert_close(grads, truth, jnp.bfloat16, ulps=8)

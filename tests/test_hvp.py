@@ -19,37 +19,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from cases import OUTPUT_LOSS_PAIRS, sweep_cases, sweep_sizes
+from cases import (
+    OUTPUT_LOSS_PAIRS,
+    ROUNDOFF_ULPS,
+    assert_close,
+    leaf_errors,
+    sweep_cases,
+    sweep_sizes,
+)
 
 import netcheck as nc
 from netcheck import autodiff, backprop, hvp
 
-ROUNDOFF_ULPS = 1000
 EPS64 = float(np.finfo(np.float64).eps)
 
 
 def _as(tree, dtype):
     return jax.tree.map(lambda leaf: jnp.asarray(leaf, dtype), tree)
-
-
-def _relative_errors(got, truth) -> list[tuple[str, float]]:
-    """``(path, max|got - truth| / max|truth|)`` per leaf, in float64 on the host."""
-    errors = []
-    for (path, g), t in zip(
-        jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(truth), strict=True
-    ):
-        g, t = np.asarray(g, np.float64), np.asarray(t, np.float64)
-        assert g.shape == t.shape, (jax.tree_util.keystr(path), g.shape, t.shape)
-        scale = np.max(np.abs(t))
-        error = np.max(np.abs(g - t))
-        errors.append((jax.tree_util.keystr(path), error / scale if scale else error))
-    return errors
-
-
-def _assert_close(got, truth, dtype, ulps: float = ROUNDOFF_ULPS) -> None:
-    bound = ulps * float(jnp.finfo(dtype).eps)
-    bad = [(path, error) for path, error in _relative_errors(got, truth) if not error <= bound]
-    assert not bad, f"leaves beyond {ulps} eps({jnp.dtype(dtype).name}) = {bound:.2e}: {bad}"
 
 
 def _problem(make_problem, net, batch=5, seed=0):
@@ -95,8 +81,8 @@ def test_manual_hvp_matches_autodiff(
         manual32 = hvp.manual_hvp(net, *_as(problem, jnp.float32))
     assert jax.tree.structure(manual64) == jax.tree.structure(truth)
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(manual32))
-    _assert_close(manual64, truth, jnp.float64)
-    _assert_close(manual32, truth, jnp.float32)
+    assert_close(manual64, truth, jnp.float64)
+    assert_close(manual32, truth, jnp.float32)
 
 
 # ----- a 2-2-1 network, its full Hessian by hand ---------------------------------------------
@@ -216,7 +202,7 @@ def test_manual_hvp_matches_differences_of_the_manual_gradient(
         down = backprop.manual_grad(net, moved(-1), x, y)
         manual = hvp.manual_hvp(net, params, x, y, v)
     central = jax.tree.map(lambda a, b: (a - b) / (2 * FD_STEP), up, down)
-    bad = [(path, e) for path, e in _relative_errors(manual, central) if not e <= FD_RTOL]
+    bad = [(path, e) for path, e in leaf_errors(manual, central) if not e <= FD_RTOL]
     assert not bad, bad
 
 
@@ -255,7 +241,7 @@ def test_hvp_is_linear_in_the_direction(name, make_problem, x64):
     got = net.manual_hvp(params, x, y, combined)
     h_u, h_w = net.manual_hvp(params, x, y, u), net.manual_hvp(params, x, y, w)
     expected = jax.tree.map(lambda p, q: alpha * p + beta * q, h_u, h_w)
-    _assert_close(got, expected, jnp.float64)
+    assert_close(got, expected, jnp.float64)
     # Scaling v scales H v, and the zero direction gives exactly zero.
     zero = net.manual_hvp(params, x, y, jax.tree.map(jnp.zeros_like, u))
     assert not any(np.asarray(leaf).any() for leaf in jax.tree.leaves(zero))
@@ -280,7 +266,7 @@ def test_manual_hvp_calls_no_autodiff(monkeypatch, make_problem, x64):
         monkeypatch.setattr(jax, name, forbidden)
     with jax.disable_jit():
         got = hvp.manual_hvp(net, *problem)
-    _assert_close(got, expected, jnp.float64)
+    assert_close(got, expected, jnp.float64)
 
 
 # ----- compiled once ------------------------------------------------------------------------
@@ -322,7 +308,7 @@ def test_manual_hvp_runs_in_bfloat16(make_problem, x64):
     truth = net.autodiff_hvp(*_as(problem, jnp.float64))
     # bfloat16 (eps = 2^-7): the inputs' rounding alone moves each entry by a few eps, and
     # the R-pass adds ~20 roundings per layer; 16 eps (12%) bounds that, a missing term is O(1).
-    _assert_close(got, truth, jnp.bfloat16, ulps=16)
+    assert_close(got, truth, jnp.bfloat16, ulps=16)
 
 
 # ----- bad directions, refused before anything is traced -------------------------------------
