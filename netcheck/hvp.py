@@ -115,6 +115,39 @@ def forward_tangents(
     return ForwardTangents(z_tangents, a_tangents)
 
 
+def output_jacobian_tangent(
+    net: Network, cache: ForwardCache, tangents: ForwardTangents, y: Array
+) -> Array:
+    """``R{G(L)} ∂L/∂ŷ``: the output activation's second-order term, ``(batch, n_L)``.
+
+    ``g_L''(z^L) ⊙ R{z^L} ⊙ ∂L/∂ŷ`` for an elementwise ``g_L``; for softmax
+    ``R{s} ⊙ (u - sᵀu) - s (R{s}ᵀu)`` with ``u = ∂L/∂ŷ`` (:func:`softmax_vjp_tangent`).
+    Unfused losses only.
+    """
+    output = net.output
+    z_out, y_hat = cache.pre_activations[-1], cache.activations[-1]
+    grad_prediction = net.loss_fn.grad_prediction(y_hat, y)
+    if not output.elementwise:
+        return softmax_vjp_tangent(y_hat, tangents.activations[-1], grad_prediction)
+    second = output.second_derivative(z_out, y_hat)
+    return second * tangents.pre_activations[-1] * grad_prediction
+
+
+def loss_curvature_tangent(
+    net: Network, cache: ForwardCache, tangents: ForwardTangents, y: Array
+) -> Array:
+    """``G(L) (∂²L/∂ŷ²) R{a^L}``: the loss's curvature carried back through ``G(L)``.
+
+    Unfused losses only; ``(batch, n_L)``.
+    """
+    output = net.output
+    z_out, y_hat = cache.pre_activations[-1], cache.activations[-1]
+    curvature = net.loss_fn.grad_prediction_tangent(y_hat, y, tangents.activations[-1])
+    if not output.elementwise:
+        return softmax_vjp(y_hat, curvature)
+    return output.derivative(z_out, y_hat) * curvature
+
+
 def output_delta_tangent(
     net: Network, cache: ForwardCache, tangents: ForwardTangents, y: Array
 ) -> Array:
@@ -122,21 +155,14 @@ def output_delta_tangent(
 
     Fused losses give ``(∂δ^L/∂z^L) R{z^L}`` straight from the logits.
     """
-    loss, output = net.loss_fn, net.output
-    z_out, y_hat = cache.pre_activations[-1], cache.activations[-1]
-    z_tangent, y_hat_tangent = tangents.pre_activations[-1], tangents.activations[-1]
+    loss = net.loss_fn
     if loss.delta_tangent_from_logits is not None:
+        z_out, z_tangent = cache.pre_activations[-1], tangents.pre_activations[-1]
         return loss.delta_tangent_from_logits(z_out, y, z_tangent)
-    grad_prediction = loss.grad_prediction(y_hat, y)
-    loss_curvature = loss.grad_prediction_tangent(y_hat, y, y_hat_tangent)
-    if not output.elementwise:
-        return softmax_vjp_tangent(y_hat, y_hat_tangent, grad_prediction) + softmax_vjp(
-            y_hat, loss_curvature
-        )
-    top_tangent = output.derivative(z_out, y_hat) * loss_curvature
-    if output.piecewise_linear:  # R{G(L)} = diag(g_L'' R{z^L}) = 0
+    top_tangent = loss_curvature_tangent(net, cache, tangents, y)
+    if net.output.piecewise_linear:  # R{G(L)} = diag(g_L'' R{z^L}) = 0
         return top_tangent
-    return top_tangent + output.second_derivative(z_out, y_hat) * z_tangent * grad_prediction
+    return top_tangent + output_jacobian_tangent(net, cache, tangents, y)
 
 
 ForwardFn = Callable[["Network", "Params", "Params", "ForwardCache"], ForwardTangents]

@@ -27,7 +27,6 @@ import jax
 import jax.numpy as jnp
 
 from netcheck import backprop, hvp
-from netcheck.activations import softmax_vjp, softmax_vjp_tangent
 from netcheck.hvp import ForwardTangents
 from netcheck.network import ForwardCache, Network, Params
 
@@ -443,14 +442,9 @@ def _top_without_output_second_order(
 ) -> Array:
     # R{δ^L} = G(L) (∂²L/∂ŷ²) R{a^L}: the R{G(L)} ∂L/∂ŷ term (g_L'', or softmax's) dropped.
     # A fused rule has no such separate term: it keeps the correct one.
-    loss, output = net.loss_fn, net.output
-    if loss.fused:
+    if net.loss_fn.fused:
         return hvp.output_delta_tangent(net, cache, tangents, y)
-    z_out, y_hat = cache.pre_activations[-1], cache.activations[-1]
-    curvature = loss.grad_prediction_tangent(y_hat, y, tangents.activations[-1])
-    if output.elementwise:
-        return output.derivative(z_out, y_hat) * curvature
-    return softmax_vjp(y_hat, curvature)
+    return hvp.loss_curvature_tangent(net, cache, tangents, y)
 
 
 def _top_without_loss_curvature(
@@ -458,15 +452,9 @@ def _top_without_loss_curvature(
 ) -> Array:
     # R{δ^L} = R{G(L)} ∂L/∂ŷ only: the loss's curvature G(L) (∂²L/∂ŷ²) R{a^L} dropped; a
     # fused rule's R{δ^L} is that curvature alone, so it becomes 0.
-    loss, output = net.loss_fn, net.output
-    z_out, y_hat = cache.pre_activations[-1], cache.activations[-1]
-    if loss.fused:
-        return jnp.zeros_like(z_out)
-    grad_prediction = loss.grad_prediction(y_hat, y)
-    if output.elementwise:
-        second = output.second_derivative(z_out, y_hat)
-        return second * tangents.pre_activations[-1] * grad_prediction
-    return softmax_vjp_tangent(y_hat, tangents.activations[-1], grad_prediction)
+    if net.loss_fn.fused:
+        return jnp.zeros_like(cache.pre_activations[-1])
+    return hvp.output_jacobian_tangent(net, cache, tangents, y)
 
 
 def _forward_without_input_tangent(

@@ -25,6 +25,21 @@ OUTPUT_LOSS_PAIRS = {
 """Every valid (output activation, loss) pair, by a readable test id."""
 
 
+def tiny_problem() -> tuple[np.ndarray, ...]:
+    """A 2-2-1 network and a batch of 3, float64 numpy, for the by-hand tests.
+
+    Returns:
+        ``(W_1 (2, 2), b_1 (2,), W_2 (1, 2), b_2 (1,), x (3, 2), y (3, 1))``.
+    """
+    w1 = np.array([[0.15, -0.25], [0.4, 0.1]])
+    b1 = np.array([0.05, -0.1])
+    w2 = np.array([[0.6, -0.35]])
+    b2 = np.array([0.2])
+    x = np.array([[1.0, 0.5], [-0.3, 2.0], [0.8, -1.2]])
+    y = np.array([[1.0], [0.0], [0.5]])
+    return w1, b1, w2, b2, x, y
+
+
 def sweep_sizes(depth: int, equal_widths: bool) -> tuple[int, ...]:
     """Layer widths of a sweep network with ``depth`` hidden layers.
 

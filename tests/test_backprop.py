@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from cases import OUTPUT_LOSS_PAIRS as PAIRS_BY_ID
-from cases import assert_close, sweep_cases, sweep_sizes
+from cases import assert_close, sweep_cases, sweep_sizes, tiny_problem
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -38,17 +38,6 @@ def _as(tree, dtype):
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-z))
-
-
-def _tiny_problem():
-    """A 2-2-1 network and a batch of 3, float64 numpy."""
-    w1 = np.array([[0.15, -0.25], [0.4, 0.1]])
-    b1 = np.array([0.05, -0.1])
-    w2 = np.array([[0.6, -0.35]])
-    b2 = np.array([0.2])
-    x = np.array([[1.0, 0.5], [-0.3, 2.0], [0.8, -1.2]])
-    y = np.array([[1.0], [0.0], [0.5]])
-    return w1, b1, w2, b2, x, y
 
 
 def _by_hand(w1, b1, w2, b2, x, y):
@@ -82,7 +71,7 @@ TINY_RTOL = 1e-14
 
 
 def test_tiny_network_with_bias_by_hand(x64):
-    w1, b1, w2, b2, x, y = _tiny_problem()
+    w1, b1, w2, b2, x, y = tiny_problem()
     net = nc.Network((2, 2, 1), "sigmoid", "sigmoid", "squared_error", bias=True)
     params = [
         {"W": jnp.asarray(w1), "b": jnp.asarray(b1)},
@@ -98,7 +87,7 @@ def test_tiny_network_with_bias_by_hand(x64):
 
 
 def test_tiny_network_without_bias_reproduces_the_slides(x64):
-    w1, _, w2, _, x, y = _tiny_problem()
+    w1, _, w2, _, x, y = tiny_problem()
     zero1, zero2 = np.zeros(2), np.zeros(1)
     net = nc.Network((2, 2, 1), "sigmoid", "sigmoid", "squared_error", bias=False)
     params = [{"W": jnp.asarray(w1)}, {"W": jnp.asarray(w2)}]

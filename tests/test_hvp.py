@@ -26,6 +26,7 @@ from cases import (
     leaf_errors,
     sweep_cases,
     sweep_sizes,
+    tiny_problem,
 )
 
 import netcheck as nc
@@ -92,16 +93,8 @@ def _sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
 
-def _tiny_problem():
-    """A 2-2-1 sigmoid network with bias, a batch of 3 and a direction, float64 numpy."""
-    w1 = np.array([[0.15, -0.25], [0.4, 0.1]])
-    b1 = np.array([0.05, -0.1])
-    w2 = np.array([[0.6, -0.35]])
-    b2 = np.array([0.2])
-    x = np.array([[1.0, 0.5], [-0.3, 2.0], [0.8, -1.2]])
-    y = np.array([[1.0], [0.0], [0.5]])
-    v = np.array([0.3, -1.1, 0.7, 0.2, -0.5, 0.9, 1.3, -0.4, 0.6])
-    return w1, b1, w2, b2, x, y, v
+# A direction in parameter space, θ = (W_1 row-major, b_1, W_2, b_2).
+TINY_DIRECTION = np.array([0.3, -1.1, 0.7, 0.2, -0.5, 0.9, 1.3, -0.4, 0.6])
 
 
 def _hessian_by_hand(w1, b1, w2, b2, x, y, loss):
@@ -151,7 +144,8 @@ def _hessian_by_hand(w1, b1, w2, b2, x, y, loss):
     ids=["sigmoid+se", "sigmoid+bce"],
 )
 def test_tiny_network_hvp_by_hand(output, loss, x64):
-    w1, b1, w2, b2, x, y, v = _tiny_problem()
+    w1, b1, w2, b2, x, y = tiny_problem()
+    v = TINY_DIRECTION
     hessian = _hessian_by_hand(w1, b1, w2, b2, x, y, loss)
     assert np.abs(hessian - hessian.T).max() <= 1e-15  # the hand-built Hessian is symmetric
     expected = hessian @ v
