@@ -363,7 +363,10 @@ class HvpMutant:
         name: short identifier.
         description: the mistake, in words.
         corrupts: the quantity it corrupts first, in the R-operator's notation.
-        applies: ``net -> bool``: the bug is a real (non-equivalent) one on this network.
+        expected_layer: ``net -> ℓ``, the highest layer whose ``(H v)`` leaves the bug moves:
+            the first bad one when layers are checked from ``L`` down.
+        applies: ``(net, batch) -> bool``: the bug is a real (non-equivalent) one on this
+            network (as :attr:`Mutant.applies`; none of these depends on the batch size).
         steps: the R-pass with the bug in one of its steps.
         hvp: ``(net, params, x, y, v) -> H v`` with the bug; the pytree of ``params``.
     """
@@ -371,7 +374,8 @@ class HvpMutant:
     name: str
     description: str
     corrupts: str
-    applies: Callable[[Network], bool]
+    expected_layer: Callable[[Network], int]
+    applies: Callable[[Network, int], bool]
     steps: hvp.RPass
     hvp: Callable[[Network, Params, Array, Array, Params], Params] = field(
         init=False, repr=False, compare=False
@@ -489,21 +493,24 @@ HVP_MUTANTS: dict[str, HvpMutant] = {
             "second_derivative_dropped",
             "R{δ^ℓ} without g''(z^ℓ) ⊙ R{z^ℓ} ⊙ (δ^{ℓ+1} W_{ℓ+1}): G(ℓ) taken as constant",
             "R{δ^{L-1}}",
-            lambda net: net.depth >= 2 and _hidden_curvature(net),
+            _top_hidden,
+            lambda net, batch: net.depth >= 2 and _hidden_curvature(net),
             hvp.RPass(step=_step_without_second_derivative),
         ),
         HvpMutant(
             "first_for_second_derivative",
             "g'(z^ℓ) in place of g''(z^ℓ) in R{δ^ℓ}",
             "R{δ^{L-1}}",
-            lambda net: net.depth >= 2,
+            _top_hidden,
+            lambda net, batch: net.depth >= 2,
             hvp.RPass(step=_step_with_first_for_second_derivative),
         ),
         HvpMutant(
             "weight_tangent_dropped",
             "R{δ^ℓ} without R{W_{ℓ+1}}ᵀ δ^{ℓ+1}: W_{ℓ+1} taken as constant",
             "R{δ^{L-1}}",
-            lambda net: net.depth >= 2,
+            _top_hidden,
+            lambda net, batch: net.depth >= 2,
             hvp.RPass(step=_step_without_weight_tangent),
         ),
         HvpMutant(
@@ -511,28 +518,32 @@ HVP_MUTANTS: dict[str, HvpMutant] = {
             "R{δ^L} without R{G(L)} ∂L/∂ŷ: the output's second-order term (g_L'' or "
             "softmax's) dropped on an unfused, non-identity output",
             "R{δ^L}",
-            lambda net: not net.loss_fn.fused and net.output_activation != "identity",
+            _output_layer,
+            lambda net, batch: not net.loss_fn.fused and net.output_activation != "identity",
             hvp.RPass(top=_top_without_output_second_order),
         ),
         HvpMutant(
             "loss_curvature_dropped",
             "R{δ^L} without G(L) (∂²L/∂ŷ²) R{a^L} (fused rules: without (∂δ^L/∂z^L) R{z^L})",
             "R{δ^L}",
-            lambda net: True,
+            _output_layer,
+            lambda net, batch: True,
             hvp.RPass(top=_top_without_loss_curvature),
         ),
         HvpMutant(
             "input_tangent_dropped",
             "R{z^ℓ} without R{a^{ℓ-1}} W_ℓᵀ: the previous layer's change not carried forward",
             "R{z^2}",
-            lambda net: net.depth >= 2,
+            _output_layer,
+            lambda net, batch: net.depth >= 2,
             hvp.RPass(forward=_forward_without_input_tangent),
         ),
         HvpMutant(
             "activation_tangent_dropped",
             "R{∂E/∂W_ℓ} without (Δ^ℓ)ᵀ R{A^{ℓ-1}}: half of the product rule in step 5",
             "R{∂E/∂W_L}",
-            lambda net: net.depth >= 2,
+            _output_layer,
+            lambda net, batch: net.depth >= 2,
             hvp.RPass(gradients=_gradients_without_activation_tangent),
         ),
     )

@@ -132,11 +132,14 @@ def test_hvp_mutant_differs_from_the_truth_exactly_where_it_applies(name, hvp_pr
     with jax.enable_x64(True), jax.disable_jit():
         for case, net in HVP_NETWORKS.items():
             params, x, y, v, truth = hvp_problems[case]
-            got = mutant.hvp(net, params, x, y, v)
-            error = max(error for _, error in leaf_errors(got, truth))
-            if mutant.applies(net):
-                applied += 1
-                assert error > BUG_FLOOR, f"{name} is no bug on {case} ({error:.1e})"
-            else:
+            errors = leaf_errors(mutant.hvp(net, params, x, y, v), truth)
+            error = max(error for _, error in errors)
+            if not mutant.applies(net, x.shape[0]):
                 assert error <= ROUNDOFF, f"{name} does not apply to {case}, yet {error:.1e}"
+                continue
+            applied += 1
+            assert error > BUG_FLOOR, f"{name} is no bug on {case} ({error:.1e})"
+            # Leaves come as [0]['W'], [0]['b'], [1]['W'], ...: two per layer (bias=True).
+            bad_layers = [index // 2 + 1 for index, (_, e) in enumerate(errors) if e > BUG_FLOOR]
+            assert max(bad_layers) == mutant.expected_layer(net), (case, bad_layers)
     assert applied >= 4, f"{name} applies to only {applied} of the networks"
