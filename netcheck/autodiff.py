@@ -1,7 +1,8 @@
 """The reference: ``jax.grad`` of the very same mean loss the manual path differentiates.
 
 This module is the only place (besides the verifier) where JAX's automatic
-differentiation runs on a network; the manual path in :mod:`netcheck.backprop` never uses it.
+differentiation runs on a network; the manual paths in :mod:`netcheck.backprop` and
+:mod:`netcheck.hvp` never use it.
 """
 
 from __future__ import annotations
@@ -44,8 +45,31 @@ def autodiff_deltas(net: Network, params: Params, x: Array, y: Array) -> list[Ar
     return jax.grad(summed_loss)(zeros)
 
 
+def autodiff_hvp(net: Network, params: Params, x: Array, y: Array, v: Params) -> Params:
+    """``H v`` by forward-over-reverse: ``jax.jvp(jax.grad(mean loss), (params,), (v,))``.
+
+    Args:
+        net: the network.
+        params: its parameters.
+        x: inputs, ``(batch, n_0)``.
+        y: targets, ``(batch, n_L)``.
+        v: the direction, the pytree of ``params``.
+
+    Returns:
+        The Hessian of ``net.mean_loss`` at ``params`` times ``v``; the pytree of ``params``.
+    """
+
+    def gradient(p: Params) -> Params:
+        return jax.grad(net.mean_loss_unchecked)(p, x, y)
+
+    return jax.jvp(gradient, (params,), (v,))[1]
+
+
 autodiff_grad_jit = jax.jit(autodiff_grad, static_argnums=0)
 """:func:`autodiff_grad` compiled once per (network, shapes, dtype)."""
 
 autodiff_deltas_jit = jax.jit(autodiff_deltas, static_argnums=0)
 """:func:`autodiff_deltas` compiled once per (network, shapes, dtype)."""
+
+autodiff_hvp_jit = jax.jit(autodiff_hvp, static_argnums=0)
+""":func:`autodiff_hvp` compiled once per (network, shapes, dtype)."""

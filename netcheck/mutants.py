@@ -11,6 +11,11 @@ A mutant only makes sense on some networks (``W`` not transposed needs a square 
 dropped ``G(ℓ)`` is no bug for an identity activation): :meth:`Mutant.applies` says where,
 and :meth:`Mutant.expected_layer` names the layer ``ℓ`` where the bug sits, i.e. the
 layer the verifier must report as the first bad one.
+
+:data:`HVP_MUTANTS` is a second catalogue, for the Hessian-vector product by hand
+(:mod:`netcheck.hvp`): each :class:`HvpMutant` swaps one step of the R-pass for a mistake
+(a second derivative dropped, one term of a product rule forgotten) and has the signature of
+:func:`netcheck.hvp.manual_hvp`, ``hvp(net, params, x, y, v)``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from dataclasses import dataclass, field
 import jax
 import jax.numpy as jnp
 
-from netcheck import backprop
+from netcheck import backprop, hvp
+from netcheck.hvp import ForwardTangents
 from netcheck.network import ForwardCache, Network, Params
 
 Array = jax.Array
@@ -344,3 +350,202 @@ MUTANTS: dict[str, Mutant] = {
     )
 }
 """Every planted bug by name."""
+
+
+# ----- planted bugs in the Hessian-vector product -------------------------------------------
+
+
+@dataclass(frozen=True)
+class HvpMutant:
+    """One planted bug in the R-pass of :func:`netcheck.hvp.manual_hvp`.
+
+    Attributes:
+        name: short identifier.
+        description: the mistake, in words.
+        corrupts: the quantity it corrupts first, in the R-operator's notation.
+        expected_layer: ``net -> ℓ``, the highest layer whose ``(H v)`` leaves the bug moves:
+            the first bad one when layers are checked from ``L`` down.
+        applies: ``(net, batch) -> bool``: the bug is a real (non-equivalent) one on this
+            network (as :attr:`Mutant.applies`; none of these depends on the batch size).
+        steps: the R-pass with the bug in one of its steps.
+        hvp: ``(net, params, x, y, v) -> H v`` with the bug; the pytree of ``params``.
+    """
+
+    name: str
+    description: str
+    corrupts: str
+    expected_layer: Callable[[Network], int]
+    applies: Callable[[Network, int], bool]
+    steps: hvp.RPass
+    hvp: Callable[[Network, Params, Array, Array, Params], Params] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        # Built once, so that jax.jit's cache (keyed on the function) is reused per mutant.
+        object.__setattr__(self, "hvp", self._hvp)
+
+    def _hvp(self, net: Network, params: Params, x: Array, y: Array, v: Params) -> Params:
+        return hvp.manual_hvp(net, params, x, y, v, steps=self.steps)
+
+
+def _step_without_second_derivative(
+    net: Network,
+    params: Params,
+    v: Params,
+    cache: ForwardCache,
+    tangents: ForwardTangents,
+    layer: int,
+    delta_above: Array,
+    tangent_above: Array,
+) -> Array:
+    # R{δ^ℓ} = g'(z^ℓ) ⊙ (R{δ^{ℓ+1}} W + δ^{ℓ+1} V): G(ℓ) treated as constant.
+    g_prime = net.hidden.derivative(cache.pre_activations[layer - 1], cache.activations[layer])
+    return g_prime * (tangent_above @ params[layer]["W"] + delta_above @ v[layer]["W"])
+
+
+def _step_with_first_for_second_derivative(
+    net: Network,
+    params: Params,
+    v: Params,
+    cache: ForwardCache,
+    tangents: ForwardTangents,
+    layer: int,
+    delta_above: Array,
+    tangent_above: Array,
+) -> Array:
+    # g'(z^ℓ) where g''(z^ℓ) belongs in the first term.
+    z, a = cache.pre_activations[layer - 1], cache.activations[layer]
+    weights, direction = params[layer]["W"], v[layer]["W"]
+    g_prime = net.hidden.derivative(z, a)
+    return g_prime * tangents.pre_activations[layer - 1] * (delta_above @ weights) + g_prime * (
+        tangent_above @ weights + delta_above @ direction
+    )
+
+
+def _step_without_weight_tangent(
+    net: Network,
+    params: Params,
+    v: Params,
+    cache: ForwardCache,
+    tangents: ForwardTangents,
+    layer: int,
+    delta_above: Array,
+    tangent_above: Array,
+) -> Array:
+    # R{W_{ℓ+1}}ᵀ δ^{ℓ+1} (rows: δ^{ℓ+1} V_{ℓ+1}) forgotten: W_{ℓ+1} treated as constant.
+    z, a = cache.pre_activations[layer - 1], cache.activations[layer]
+    weights = params[layer]["W"]
+    return net.hidden.second_derivative(z, a) * tangents.pre_activations[layer - 1] * (
+        delta_above @ weights
+    ) + net.hidden.derivative(z, a) * (tangent_above @ weights)
+
+
+def _top_without_output_second_order(
+    net: Network, cache: ForwardCache, tangents: ForwardTangents, y: Array
+) -> Array:
+    # R{δ^L} = G(L) (∂²L/∂ŷ²) R{a^L}: the R{G(L)} ∂L/∂ŷ term (g_L'', or softmax's) dropped.
+    # A fused rule has no such separate term: it keeps the correct one.
+    if net.loss_fn.fused:
+        return hvp.output_delta_tangent(net, cache, tangents, y)
+    return hvp.loss_curvature_tangent(net, cache, tangents, y)
+
+
+def _top_without_loss_curvature(
+    net: Network, cache: ForwardCache, tangents: ForwardTangents, y: Array
+) -> Array:
+    # R{δ^L} = R{G(L)} ∂L/∂ŷ only: the loss's curvature G(L) (∂²L/∂ŷ²) R{a^L} dropped; a
+    # fused rule's R{δ^L} is that curvature alone, so it becomes 0.
+    if net.loss_fn.fused:
+        return jnp.zeros_like(cache.pre_activations[-1])
+    return hvp.output_jacobian_tangent(net, cache, tangents, y)
+
+
+def _forward_without_input_tangent(
+    net: Network, params: Params, v: Params, cache: ForwardCache
+) -> ForwardTangents:
+    # R{z^ℓ} = a^{ℓ-1} V_ℓᵀ + c_ℓ: the change of a^{ℓ-1} (R{a^{ℓ-1}} W_ℓᵀ) forgotten, i.e. the
+    # correct step 1 with every W_ℓ read as zero in that term (and only there).
+    zero_weights = [{"W": jnp.zeros_like(weights["W"])} for weights in params]
+    return hvp.forward_tangents(net, zero_weights, v, cache)
+
+
+def _gradients_without_activation_tangent(
+    net: Network,
+    cache: ForwardCache,
+    tangents: ForwardTangents,
+    deltas: list[Array],
+    delta_tangents: list[Array],
+) -> Params:
+    # R{∂E/∂W_ℓ} = R{Δ^ℓ}ᵀ A^{ℓ-1}: the product rule's (Δ^ℓ)ᵀ R{A^{ℓ-1}} forgotten.
+    return backprop.layer_gradients(net, cache, delta_tangents)
+
+
+def _hidden_curvature(net: Network) -> bool:
+    """Whether the hidden g'' is not identically zero."""
+    return not net.hidden.piecewise_linear
+
+
+HVP_MUTANTS: dict[str, HvpMutant] = {
+    mutant.name: mutant
+    for mutant in (
+        HvpMutant(
+            "second_derivative_dropped",
+            "R{δ^ℓ} without g''(z^ℓ) ⊙ R{z^ℓ} ⊙ (δ^{ℓ+1} W_{ℓ+1}): G(ℓ) taken as constant",
+            "R{δ^{L-1}}",
+            _top_hidden,
+            lambda net, batch: net.depth >= 2 and _hidden_curvature(net),
+            hvp.RPass(step=_step_without_second_derivative),
+        ),
+        HvpMutant(
+            "first_for_second_derivative",
+            "g'(z^ℓ) in place of g''(z^ℓ) in R{δ^ℓ}",
+            "R{δ^{L-1}}",
+            _top_hidden,
+            lambda net, batch: net.depth >= 2,
+            hvp.RPass(step=_step_with_first_for_second_derivative),
+        ),
+        HvpMutant(
+            "weight_tangent_dropped",
+            "R{δ^ℓ} without R{W_{ℓ+1}}ᵀ δ^{ℓ+1}: W_{ℓ+1} taken as constant",
+            "R{δ^{L-1}}",
+            _top_hidden,
+            lambda net, batch: net.depth >= 2,
+            hvp.RPass(step=_step_without_weight_tangent),
+        ),
+        HvpMutant(
+            "output_second_order_dropped",
+            "R{δ^L} without R{G(L)} ∂L/∂ŷ: the output's second-order term (g_L'' or "
+            "softmax's) dropped on an unfused, non-identity output",
+            "R{δ^L}",
+            _output_layer,
+            lambda net, batch: not net.loss_fn.fused and net.output_activation != "identity",
+            hvp.RPass(top=_top_without_output_second_order),
+        ),
+        HvpMutant(
+            "loss_curvature_dropped",
+            "R{δ^L} without G(L) (∂²L/∂ŷ²) R{a^L} (fused rules: without (∂δ^L/∂z^L) R{z^L})",
+            "R{δ^L}",
+            _output_layer,
+            lambda net, batch: True,
+            hvp.RPass(top=_top_without_loss_curvature),
+        ),
+        HvpMutant(
+            "input_tangent_dropped",
+            "R{z^ℓ} without R{a^{ℓ-1}} W_ℓᵀ: the previous layer's change not carried forward",
+            "R{z^2}",
+            _output_layer,
+            lambda net, batch: net.depth >= 2,
+            hvp.RPass(forward=_forward_without_input_tangent),
+        ),
+        HvpMutant(
+            "activation_tangent_dropped",
+            "R{∂E/∂W_ℓ} without (Δ^ℓ)ᵀ R{A^{ℓ-1}}: half of the product rule in step 5",
+            "R{∂E/∂W_L}",
+            _output_layer,
+            lambda net, batch: net.depth >= 2,
+            hvp.RPass(gradients=_gradients_without_activation_tangent),
+        ),
+    )
+}
+"""Every planted bug in the Hessian-vector product, by name."""

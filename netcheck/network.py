@@ -8,10 +8,12 @@ A :class:`Network` is frozen, hashable configuration (so it can be a static argu
 The forward pass is batch-first, ``z^ℓ = a^{ℓ-1} W_ℓᵀ + b_ℓ`` on rows, which is the
 lecture's ``z^ℓ = W_ℓ a^{ℓ-1}`` for each example; ``bias=False`` drops ``b`` and reproduces
 the slides exactly. Gradients come from :mod:`netcheck.backprop` (by hand) and
-:mod:`netcheck.autodiff` (``jax.grad`` of the very same :meth:`Network.mean_loss`).
+:mod:`netcheck.autodiff` (``jax.grad`` of the very same :meth:`Network.mean_loss`);
+Hessian-vector products from :mod:`netcheck.hvp` (by hand) and :mod:`netcheck.autodiff`.
 
-Every public method refuses bad input (shapes, dtypes, non-finite data) with one
-``ValueError``/``TypeError`` naming the problem, before anything is traced.
+Every public method refuses bad input (shapes, dtypes, non-finite data, targets the loss
+is not defined for) with one ``ValueError``/``TypeError`` naming the problem, before
+anything is traced.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from netcheck import autodiff, backprop
+from netcheck import autodiff, backprop, hvp
 from netcheck.activations import HIDDEN_ACTIVATIONS, Activation, get_activation
 from netcheck.losses import Loss, get_loss
 
@@ -121,11 +123,13 @@ class Network:
 
     # ----- parameters -----------------------------------------------------------------
 
-    def init(self, key: Array, dtype: Any = jnp.float32, scheme: str = "auto") -> Params:
+    def init(self, key: Array | int, dtype: Any = jnp.float32, scheme: str = "auto") -> Params:
         """Draw initial parameters.
 
         Args:
-            key: a ``jax.random`` key.
+            key: a ``jax.random`` key (``jax.random.key(0)``, or the raw ``uint32`` data of
+                ``jax.random.PRNGKey(0)``), or an int seed in ``[0, 2**32)``, which stands
+                for ``jax.random.key(seed)``.
             dtype: floating dtype of every leaf.
             scheme: ``"glorot_normal"``/``"glorot_uniform"`` (variance ``2/(n_in+n_out)``),
                 ``"he_normal"`` (``2/n_in``, for relu-like activations), ``"lecun_normal"``
@@ -138,6 +142,7 @@ class Network:
         Returns:
             ``[{"W": (n_ℓ, n_{ℓ-1}), "b": (n_ℓ,)} for ℓ = 1..L]`` (no ``"b"`` without bias).
         """
+        key = _checked_key(key)
         dtype = _checked_float_dtype(dtype, "dtype")
         if scheme not in INIT_SCHEMES:
             raise ValueError(f"unknown init scheme {scheme!r}; known: {', '.join(INIT_SCHEMES)}")
@@ -239,39 +244,70 @@ class Network:
         x, y = self.check_batch(params, x, y)
         return autodiff.autodiff_deltas_jit(self, params, x, y)
 
+    def manual_hvp(self, params: Params, x: Any, y: Any, v: Params) -> Params:
+        """``H v``: the Hessian of the mean loss times ``v``, by hand, jit-compiled.
+
+        Pearlmutter's R-operator carried through the forward pass and the δ recursion
+        (see :func:`netcheck.hvp.manual_hvp`).
+
+        Args:
+            params: the parameters.
+            x: inputs, ``(batch, n_0)``.
+            y: targets, ``(batch, n_L)``.
+            v: the direction: the structure, shapes and dtype of ``params``.
+
+        Returns:
+            ``H v``, the same pytree as ``params``.
+        """
+        x, y = self.check_batch(params, x, y)
+        self.check_direction(params, v)
+        return hvp.manual_hvp_jit(self, params, x, y, v)
+
+    def autodiff_hvp(self, params: Params, x: Any, y: Any, v: Params) -> Params:
+        """``H v`` by ``jax.jvp(jax.grad(mean loss))``, jit-compiled; the layout of ``params``."""
+        x, y = self.check_batch(params, x, y)
+        self.check_direction(params, v)
+        return autodiff.autodiff_hvp_jit(self, params, x, y, v)
+
     # ----- input checks, at the public boundary ---------------------------------------
 
-    def check_params(self, params: Any) -> jnp.dtype:
+    def check_params(self, params: Any, what: str = "params") -> jnp.dtype:
         """Check that ``params`` fits this network; return its (shared) floating dtype.
 
+        Args:
+            params: the pytree to check.
+            what: its name in the messages (``"v"`` for a direction).
+
         Raises:
-            TypeError: not a list of dicts, or a leaf that is not a floating array.
-            ValueError: wrong number of layers, wrong keys, wrong shapes, mixed dtypes.
+            TypeError: not a list of dicts, or a leaf that is not a floating array (the
+                message names the leaf's dtype).
+            ValueError: wrong number of layers, wrong keys, wrong shapes, mixed dtypes, or
+                float64 leaves while JAX runs in 32-bit mode (the message says to enable x64).
         """
         if not isinstance(params, (list, tuple)):
             raise TypeError(
-                f"params must be a list of per-layer dicts, got {type(params).__name__}"
+                f"{what} must be a list of per-layer dicts, got {type(params).__name__}"
             )
         if len(params) != self.depth:
             raise ValueError(
-                f"params has {len(params)} layers but the network sizes={self.sizes} "
+                f"{what} has {len(params)} layers but the network sizes={self.sizes} "
                 f"have {self.depth}"
             )
         expected_keys = {"W", "b"} if self.bias else {"W"}
         dtypes = set()
         for layer, weights in enumerate(params, start=1):
             if not isinstance(weights, dict):
-                raise TypeError(f"params[{layer - 1}] must be a dict, got {type(weights).__name__}")
+                raise TypeError(f"{what}[{layer - 1}] must be a dict, got {type(weights).__name__}")
             if set(weights) != expected_keys:
                 raise ValueError(
-                    f"params[{layer - 1}] has keys {sorted(weights)}, expected "
+                    f"{what}[{layer - 1}] has keys {sorted(weights)}, expected "
                     f"{sorted(expected_keys)} (bias={self.bias})"
                 )
             n_out, n_in = self.sizes[layer], self.sizes[layer - 1]
             shapes = {"W": (n_out, n_in), "b": (n_out,)}
             for name in sorted(expected_keys):
                 leaf = weights[name]
-                where = f'params[{layer - 1}]["{name}"] ({name}_{layer})'
+                where = f'{what}[{layer - 1}]["{name}"] ({name}_{layer})'
                 if not hasattr(leaf, "shape") or not hasattr(leaf, "dtype"):
                     raise TypeError(f"{where} must be an array, got {type(leaf).__name__}")
                 if tuple(leaf.shape) != shapes[name]:
@@ -280,8 +316,23 @@ class Network:
                     )
                 dtypes.add(_checked_float_dtype(leaf.dtype, where))
         if len(dtypes) > 1:
-            raise ValueError(f"params mix dtypes {sorted(map(str, dtypes))}; use one")
+            raise ValueError(f"{what} mix dtypes {sorted(map(str, dtypes))}; use one")
         return dtypes.pop()
+
+    def check_direction(self, params: Params, v: Any) -> None:
+        """Check that a direction ``v`` has the structure, shapes and dtype of ``params``.
+
+        Raises:
+            TypeError, ValueError: as :meth:`check_params` for ``v`` itself, and a
+                ``ValueError`` when ``v``'s dtype is not the parameters' dtype.
+        """
+        dtype = self.check_params(params)
+        direction_dtype = self.check_params(v, "v")
+        if direction_dtype != dtype:
+            raise ValueError(
+                f"v is {direction_dtype} but params are {dtype}: the direction must have "
+                "the parameters' dtype"
+            )
 
     def check_inputs(self, x: Any, dtype: Any) -> Array:
         """Inputs as a ``(batch, n_0)`` array of ``dtype``; refuses other shapes and NaN/Inf."""
@@ -298,7 +349,10 @@ class Network:
     def check_batch(self, params: Params, x: Any, y: Any) -> tuple[Array, Array]:
         """Check params, ``x (batch, n_0)`` and ``y (batch, n_L)``; return ``x, y`` as arrays.
 
-        ``x`` and ``y`` are converted to the parameters' dtype.
+        ``x`` and ``y`` are converted to the parameters' dtype; the targets must then obey
+        the loss's rule (:meth:`netcheck.losses.Loss.check_targets`: in ``[0, 1]`` for the
+        cross-entropies, rows summing to 1 for softmax cross-entropy), which is checked on
+        concrete values only (under ``jit`` only the shapes are).
         """
         dtype = self.check_params(params)
         x = self.check_inputs(x, dtype)
@@ -309,6 +363,7 @@ class Network:
                 f"y must have shape (batch, n_L) = {expected} to match x {tuple(x.shape)}, "
                 f"got {tuple(y.shape)}"
             )
+        self.loss_fn.check_targets(y, "y")
         return x, y
 
 
@@ -342,6 +397,29 @@ def _checked_sizes(sizes: Any) -> tuple[int, ...]:
         if width < 1:
             raise ValueError(f"sizes[{index}] must be at least 1, got {width}")
     return tuple(int(width) for width in sizes)
+
+
+def _checked_key(key: Any) -> Array:
+    """``key`` as a typed ``jax.random`` key; an int seed becomes ``jax.random.key(seed)``."""
+    if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+        if not 0 <= key < 2**32:
+            # jax.random.key keeps only 32 bits of a seed in 32-bit mode: 2**32 would be 0.
+            raise ValueError(f"key: an int seed must be in [0, 2**32), got {key}")
+        return jax.random.key(int(key))
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(f"key must be one jax.random key, got an array of keys {key.shape}")
+        return key
+    if dtype == np.uint32:
+        try:  # raw key data, as jax.random.PRNGKey(0) returns
+            return jax.random.wrap_key_data(key)
+        except (TypeError, ValueError):
+            pass
+    described = type(key).__name__ if dtype is None else f"an array of {dtype} {np.shape(key)}"
+    raise TypeError(
+        f"key must be a jax.random key (e.g. jax.random.key(0)) or an int seed, got {described}"
+    )
 
 
 def _checked_float_dtype(dtype: Any, what: str) -> jnp.dtype:
@@ -378,8 +456,12 @@ def _as_finite_array(value: Any, dtype: Any, what: str) -> Array:
         raise TypeError(f"{what} must be real, got complex dtype {value.dtype}")
     with np.errstate(over="ignore"):  # an overflow is reported below, in words
         array = jnp.asarray(value, dtype=dtype)
-    # One reduction on the device, one boolean back to the host.
-    non_finite = int(jnp.size(array) - jnp.count_nonzero(jnp.isfinite(array)))
+    # One reduction on the device, one number back to the host.
+    non_finite = jnp.size(array) - jnp.count_nonzero(jnp.isfinite(array))
+    if isinstance(non_finite, jax.core.Tracer):
+        # Under jit even a constant (a closed-over numpy x) is traced: shapes only.
+        return array
+    non_finite = int(non_finite)
     if non_finite and np.isfinite(np.asarray(value)).all():
         raise ValueError(
             f"{what} has {non_finite} value(s) beyond the range of {jnp.dtype(dtype).name} "

@@ -1,7 +1,8 @@
-"""Tests of netcheck.activations: every hand-written g' against independent references.
+"""Tests of netcheck.activations: every hand-written g' and g'' against independent references.
 
-References: float64 ``jax.grad`` of the activation's own function, central finite
-differences in float64 (numpy), and for softmax the explicit Jacobian built in numpy.
+References: float64 ``jax.grad`` (and ``jax.grad(jax.grad)``) of the activation's own
+function, central finite differences in float64, and for softmax the explicit Jacobian built
+in numpy and autodiff of ``jax.vjp``. None of them reads the code's own ``derivative``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from netcheck.activations import (
     get_activation,
     softmax_jacobian,
     softmax_vjp,
+    softmax_vjp_tangent,
 )
 
 ELEMENTWISE = tuple(name for name, record in ACTIVATIONS.items() if record.elementwise)
@@ -54,6 +56,17 @@ def _hand_derivative(name: str, z: jax.Array) -> jax.Array:
     return record.derivative(z, record.fn(z))
 
 
+def _float64_second(name: str, z: np.ndarray) -> np.ndarray:
+    """``g''`` by float64 autodiff of the activation's function alone (not of its ``g'``)."""
+    fn = ACTIVATIONS[name].fn
+    return np.asarray(jax.vmap(jax.grad(jax.grad(fn)))(jnp.asarray(z, jnp.float64)))
+
+
+def _hand_second(name: str, z: jax.Array) -> jax.Array:
+    record = ACTIVATIONS[name]
+    return record.second_derivative(z, record.fn(z))
+
+
 @pytest.mark.parametrize("name", ELEMENTWISE)
 def test_derivative_matches_float64_autodiff(name, x64):
     z = jnp.asarray(GRID, jnp.float64)
@@ -75,6 +88,63 @@ def test_derivative_matches_central_differences(name, x64):
     central = (g(GRID + FD_STEP) - g(GRID - FD_STEP)) / (2 * FD_STEP)
     hand = np.asarray(_hand_derivative(name, jnp.asarray(GRID, jnp.float64)))
     np.testing.assert_allclose(hand, central, rtol=0, atol=FD_ATOL)
+
+
+# g'' by hand vs float64 autodiff: the same conditioning as g' (σ'' = a(1-a)(1-2a) and
+# tanh'' = -2a(1-a)(1+a) recover 1 ∓ a from the forward output), so the same tolerances; near
+# the zeros of g'' (σ'' and tanh'' at 0, gelu'' at ±√2) AUTODIFF_ATOL carries the comparison.
+# Observed: at most 5e-16 absolute, 2e-13 relative where |g''| > 1e-3.
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_second_derivative_matches_float64_autodiff(name, x64):
+    z = jnp.asarray(GRID, jnp.float64)
+    np.testing.assert_allclose(
+        np.asarray(_hand_second(name, z)),
+        _float64_second(name, GRID),
+        rtol=AUTODIFF_RTOL,
+        atol=AUTODIFF_ATOL,
+    )
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_second_derivative_matches_central_differences_of_autodiff_slope(name, x64):
+    """g'' against central differences of float64 ``jax.grad(g)``: a second witness.
+
+    Truncation h²/6 |g| ≤ 3e-11 (|g| ≤ 2 on the grid) plus round-off ε|g'|/h ≤ 2.3e-11;
+    FD_ATOL = 1e-8 is ~200x above that.
+    """
+    slope = jax.vmap(jax.grad(ACTIVATIONS[name].fn))
+
+    def g_prime(z: np.ndarray) -> np.ndarray:
+        return np.asarray(slope(jnp.asarray(z, jnp.float64)))
+
+    central = (g_prime(GRID + FD_STEP) - g_prime(GRID - FD_STEP)) / (2 * FD_STEP)
+    hand = np.asarray(_hand_second(name, jnp.asarray(GRID, jnp.float64)))
+    np.testing.assert_allclose(hand, central, rtol=0, atol=FD_ATOL)
+
+
+def test_piecewise_linear_is_exactly_where_autodiffs_second_derivative_vanishes(x64):
+    """The R-pass skips g'' for these; that must be no approximation."""
+    for name in ELEMENTWISE:
+        vanishes = not _float64_second(name, GRID).any()
+        assert ACTIVATIONS[name].piecewise_linear == vanishes, name
+
+
+@pytest.mark.parametrize("name", KINKED)
+def test_second_derivative_at_the_kink_is_autodiffs(name, x64):
+    """At z = 0, g'' is the second derivative of the branch g' takes there, as in jax.grad."""
+    zero = jnp.zeros((3,), jnp.float64)
+    np.testing.assert_array_equal(
+        np.asarray(_hand_second(name, zero)), _float64_second(name, np.zeros(3))
+    )
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
+def test_second_derivative_keeps_dtype_and_is_finite_on_far_tails(name, dtype):
+    z = jnp.asarray([-1e4, -100.0, 0.5, 100.0, 1e4], dtype)
+    second = _hand_second(name, z)
+    assert second.dtype == dtype and second.shape == z.shape
+    assert bool(jnp.all(jnp.isfinite(second)))
 
 
 # The subgradient chosen at the kink z = 0, and why:
@@ -160,6 +230,31 @@ def test_softmax_vjp_matches_jax_vjp(softmax_batch, x64):
     np.testing.assert_allclose(
         np.asarray(softmax_vjp(s, v)), np.asarray(expected), rtol=SOFTMAX_RTOL, atol=SOFTMAX_ATOL
     )
+
+
+def test_softmax_vjp_tangent_matches_autodiff_of_the_vjp(softmax_batch, x64):
+    """d/dt [G(L)(z + t ż)ᵀ v] by forward-mode autodiff through jax.vjp of softmax itself."""
+    z, v = (jnp.asarray(a) for a in softmax_batch)
+    z_dot = jnp.asarray(np.random.default_rng(8).normal(0.0, 1.0, z.shape))
+    fn = ACTIVATIONS["softmax"].fn
+
+    def pullback_of_v(logits: jax.Array) -> jax.Array:
+        return jax.vjp(fn, logits)[1](v)[0]
+
+    expected = jax.jvp(pullback_of_v, (z,), (z_dot,))[1]
+    s, s_dot = jax.jvp(fn, (z,), (z_dot,))
+    np.testing.assert_allclose(
+        np.asarray(softmax_vjp_tangent(s, s_dot, v)),
+        np.asarray(expected),
+        rtol=SOFTMAX_RTOL,
+        atol=SOFTMAX_ATOL,
+    )
+
+
+def test_softmax_has_no_elementwise_second_derivative():
+    """Its second-order term is softmax_vjp_tangent, a product; no tensor is ever formed."""
+    assert ACTIVATIONS["softmax"].second_derivative is None
+    assert all(ACTIVATIONS[name].second_derivative is not None for name in ELEMENTWISE)
 
 
 def test_softmax_jacobian_matches_jax_jacobian(softmax_batch, x64):

@@ -13,20 +13,17 @@ while the smallest real bug (a 1% scale error) sits at 1e-2, i.e. 8e4 float32 ep
 
 from __future__ import annotations
 
-import itertools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from cases import OUTPUT_LOSS_PAIRS as PAIRS_BY_ID
+from cases import assert_close, sweep_cases, sweep_sizes, tiny_problem
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import netcheck as nc
 from netcheck import autodiff, backprop
-
-ROUNDOFF_ULPS = 1000
 
 OUTPUT_LOSS_PAIRS = tuple(PAIRS_BY_ID.values())
 PAIR_IDS = tuple(PAIRS_BY_ID)
@@ -36,42 +33,11 @@ def _as(tree, dtype):
     return jax.tree.map(lambda leaf: jnp.asarray(leaf, dtype), tree)
 
 
-def _leaf_errors(got, truth) -> list[tuple[str, float]]:
-    """``(path, max|got - truth| / max|truth|)`` per leaf, in float64 on the host."""
-    errors = []
-    for (path, g), t in zip(
-        jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(truth), strict=True
-    ):
-        g, t = np.asarray(g, np.float64), np.asarray(t, np.float64)
-        assert g.shape == t.shape, (jax.tree_util.keystr(path), g.shape, t.shape)
-        scale = np.max(np.abs(t))
-        error = np.max(np.abs(g - t))
-        errors.append((jax.tree_util.keystr(path), error / scale if scale else error))
-    return errors
-
-
-def _assert_close(got, truth, dtype, ulps: float = ROUNDOFF_ULPS) -> None:
-    bound = ulps * float(jnp.finfo(dtype).eps)
-    bad = [(path, error) for path, error in _leaf_errors(got, truth) if not error <= bound]
-    assert not bad, f"leaves beyond {ulps} eps({jnp.dtype(dtype).name}) = {bound:.2e}: {bad}"
-
-
 # ----- a tiny network, by hand --------------------------------------------------------------
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-z))
-
-
-def _tiny_problem():
-    """A 2-2-1 network and a batch of 3, float64 numpy."""
-    w1 = np.array([[0.15, -0.25], [0.4, 0.1]])
-    b1 = np.array([0.05, -0.1])
-    w2 = np.array([[0.6, -0.35]])
-    b2 = np.array([0.2])
-    x = np.array([[1.0, 0.5], [-0.3, 2.0], [0.8, -1.2]])
-    y = np.array([[1.0], [0.0], [0.5]])
-    return w1, b1, w2, b2, x, y
 
 
 def _by_hand(w1, b1, w2, b2, x, y):
@@ -105,7 +71,7 @@ TINY_RTOL = 1e-14
 
 
 def test_tiny_network_with_bias_by_hand(x64):
-    w1, b1, w2, b2, x, y = _tiny_problem()
+    w1, b1, w2, b2, x, y = tiny_problem()
     net = nc.Network((2, 2, 1), "sigmoid", "sigmoid", "squared_error", bias=True)
     params = [
         {"W": jnp.asarray(w1), "b": jnp.asarray(b1)},
@@ -121,7 +87,7 @@ def test_tiny_network_with_bias_by_hand(x64):
 
 
 def test_tiny_network_without_bias_reproduces_the_slides(x64):
-    w1, _, w2, _, x, y = _tiny_problem()
+    w1, _, w2, _, x, y = tiny_problem()
     zero1, zero2 = np.zeros(2), np.zeros(1)
     net = nc.Network((2, 2, 1), "sigmoid", "sigmoid", "squared_error", bias=False)
     params = [{"W": jnp.asarray(w1)}, {"W": jnp.asarray(w2)}]
@@ -139,29 +105,21 @@ def test_tiny_network_without_bias_reproduces_the_slides(x64):
 # and are exercised by the tiny-network, vmap and compile-once tests.
 
 
-def _sweep_cases() -> list:
-    cases = []
-    for activation, (pair, pair_id), bias, depth in itertools.product(
-        nc.HIDDEN_ACTIVATIONS,
-        zip(OUTPUT_LOSS_PAIRS, PAIR_IDS, strict=True),
-        (True, False),
-        range(5),
-    ):
-        case_id = f"{activation}-{pair_id}-{'bias' if bias else 'nobias'}-depth{depth}"
-        cases.append(pytest.param(activation, *pair, bias, depth, id=case_id))
-    return cases
-
-
-@pytest.mark.parametrize(("activation", "output", "loss", "bias", "depth"), _sweep_cases())
-def test_manual_matches_autodiff(activation, output, loss, bias, depth, make_problem, x64):
+@pytest.mark.parametrize(
+    ("activation", "output", "loss", "bias", "depth", "equal_widths"), sweep_cases(range(5))
+)
+def test_manual_matches_autodiff(
+    activation, output, loss, bias, depth, equal_widths, make_problem, x64
+):
     """float64: manual vs jax.grad at round-off; float32: manual vs the float64 truth.
 
     The float32 gradient is computed with x64 enabled (the fixture spans the test); its
     arrays are float32 throughout, as strict dtype promotion would flag any silent upcast.
+    Networks alternate between two width patterns (see ``cases.sweep_sizes``): one where no
+    W is square, one where every W_ℓ has the shape of W_{ℓ+1}, so that a transposed or
+    swapped weight matrix fails here whichever way it is written.
     """
-    # Alternating widths: no weight matrix is square (a transposed W fails loudly), and few
-    # distinct shapes keep eager dispatch hitting its cache of compiled primitives.
-    sizes = (3, *(4, 5, 4, 5)[:depth], 3)
+    sizes = sweep_sizes(depth, equal_widths)
     net = nc.Network(sizes, activation, output, loss, bias)
     params, x, y = make_problem(sizes, loss, bias, batch=5, seed=depth)
     with jax.disable_jit():
@@ -170,8 +128,8 @@ def test_manual_matches_autodiff(activation, output, loss, bias, depth, make_pro
         manual32 = backprop.manual_grad(net, *_as((params, x, y), jnp.float32))
     assert jax.tree.structure(manual64) == jax.tree.structure(truth)
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(manual32))
-    _assert_close(manual64, truth, jnp.float64)
-    _assert_close(manual32, truth, jnp.float32)
+    assert_close(manual64, truth, jnp.float64)
+    assert_close(manual32, truth, jnp.float32)
 
 
 # ----- Hypothesis: random architectures ----------------------------------------------------
@@ -246,7 +204,7 @@ def test_random_architectures_manual_matches_autodiff(case, make_problem, x64):
     with jax.disable_jit():
         truth = autodiff.autodiff_grad(net, *_as((params, x, y), jnp.float64))
         manual = backprop.manual_grad(net, *_as((params, x, y), dtype))
-    _assert_close(manual, truth, dtype)
+    assert_close(manual, truth, dtype)
 
 
 # ----- per-example gradients through vmap ---------------------------------------------------
@@ -266,9 +224,9 @@ def test_per_example_gradients_by_vmap(output, loss, make_problem, x64):
     got = jax.vmap(manual_one)(x, y)
     expected = jax.vmap(jax.grad(loss_one), in_axes=(None, 0, 0))(params, x, y)
     assert jax.tree.leaves(got)[0].shape[0] == 6
-    _assert_close(got, expected, jnp.float64)
+    assert_close(got, expected, jnp.float64)
     # The per-example gradients average to the batch gradient.
-    _assert_close(
+    assert_close(
         jax.tree.map(lambda g: g.mean(axis=0), got), net.manual_grad(params, x, y), jnp.float64
     )
 
@@ -307,4 +265,4 @@ def test_manual_grad_runs_in_bfloat16(make_problem, x64):
     # bfloat16 keeps 8 significant bits (eps = 2^-7): rounding the inputs alone moves each
     # gradient by a few eps, and ~10 roundings per layer follow. 8 eps (6%) bounds that
     # while a wrong derivative is still O(1) off.
-    _assert_close(grads, truth, jnp.bfloat16, ulps=8)
+    assert_close(grads, truth, jnp.bfloat16, ulps=8)

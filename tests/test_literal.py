@@ -1,6 +1,7 @@
 """Tests of netcheck.literal: the slides' per-example form with G(ℓ) as matrices.
 
-References: the fast manual gradient (float64), numpy's own diagonal matrices, and the
+References, none of which reads the code's own ``activation.derivative``: float64
+``jax.grad`` of the mean loss and of each activation, numpy's own diagonal matrices, and the
 slide's printed δ^L = G(L)(y - ŷ), which must be exactly the negative of netcheck's δ^L.
 """
 
@@ -15,13 +16,14 @@ import pytest
 from cases import OUTPUT_LOSS_PAIRS
 
 import netcheck as nc
-from netcheck import backprop
+from netcheck import autodiff
 from netcheck.literal import g_matrix, literal_grad, literal_grad_jit
 
-# Both forms are float64 with logits of order one (|z| ≲ 5), where even the literal,
+# Both sides are float64 with logits of order one (|z| ≲ 5), where even the literal,
 # unfused ∂L/∂ŷ of the cross-entropies loses at most eps/min(ŷ, 1-ŷ) ≈ 1e-13: 1e-11
 # relative to the largest |entry| of each leaf bounds that with margin, while any
-# difference in the algorithm (a missing G, a transposed W, the wrong sign) is O(1).
+# difference in the algorithm (a missing G, a transposed W, the wrong sign) is O(1) and a
+# derivative off by 1e-3 is 1e-4 or more.
 LITERAL_RTOL = 1e-11
 
 
@@ -48,23 +50,41 @@ def _cases():
 
 
 @pytest.mark.parametrize(("activation", "pair_id", "bias"), _cases())
-def test_literal_matches_manual(activation, pair_id, bias, make_problem, x64):
+def test_literal_matches_autodiff(activation, pair_id, bias, make_problem, x64):
+    """The slides' form against float64 jax.grad: a wrong g' fails here, not only in backprop."""
     output, loss = OUTPUT_LOSS_PAIRS[pair_id]
     net = nc.Network((3, 4, 5, 3), activation, output, loss, bias)
     params, x, y = _as64(make_problem(net.sizes, loss, bias, batch=4, seed=21))
     # Eager: one compile per network would dominate the runtime (see test_backprop).
     with jax.disable_jit():
         literal = literal_grad(net, params, x, y)
-        manual = backprop.manual_grad(net, params, x, y)
-    _assert_leaves_close(literal, manual, LITERAL_RTOL)
+        truth = autodiff.autodiff_grad(net, params, x, y)
+    _assert_leaves_close(literal, truth, LITERAL_RTOL)
 
 
-def test_literal_grad_jit_matches_manual_grad(make_problem, x64):
+def test_literal_grad_jit_matches_autodiff(make_problem, x64):
     net = nc.Network((2, 3, 2), "gelu", "softmax", "softmax_cross_entropy")
     params, x, y = _as64(make_problem(net.sizes, net.loss, True, batch=3, seed=1))
     _assert_leaves_close(
-        literal_grad_jit(net, params, x, y), net.manual_grad(params, x, y), LITERAL_RTOL
+        literal_grad_jit(net, params, x, y), net.autodiff_grad(params, x, y), LITERAL_RTOL
     )
+
+
+# Off the kinks, float64 closed forms against float64 autodiff of the activation: ~1e-13
+# where g' is recovered from the forward output on a tail (see tests/test_activations.py).
+G_MATRIX_RTOL = 1e-12
+G_MATRIX_ATOL = 1e-15
+
+
+@pytest.mark.parametrize("activation", nc.HIDDEN_ACTIVATIONS)
+def test_g_matrix_is_the_diagonal_of_autodiffs_slopes(activation, x64):
+    """G(ℓ) = diag(g'(z^ℓ)) with g' taken from jax.grad of the activation itself."""
+    net = nc.Network((2, 5, 3), activation, "softmax", "softmax_cross_entropy")
+    z = jnp.asarray([-2.5, -0.4, 0.3, 1.2, 3.0])
+    fn = nc.ACTIVATIONS[activation].fn
+    expected = np.diag(np.asarray(jax.vmap(jax.grad(fn))(z)))
+    got = np.asarray(g_matrix(net, 1, z, fn(z)))
+    np.testing.assert_allclose(got, expected, rtol=G_MATRIX_RTOL, atol=G_MATRIX_ATOL)
 
 
 def test_g_matrix_is_diagonal_for_elementwise_and_full_for_softmax(x64):

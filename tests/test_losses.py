@@ -1,6 +1,8 @@
-"""Tests of netcheck.losses: values against numpy, ∂L/∂ŷ and the fused δ^L against autodiff.
+"""Tests of netcheck.losses: values against numpy, first and second derivatives against
+autodiff, and the rule each loss puts on its targets.
 
-References: the loss formulas written again in numpy (float64) and float64 ``jax.grad``.
+References: the loss formulas written again in numpy (float64), float64 ``jax.grad`` and
+``jax.jvp(jax.grad)`` of the loss's own value, and targets built by hand.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 
 from netcheck.activations import ACTIVATIONS
-from netcheck.losses import LOSSES, get_loss
+from netcheck.losses import LOSSES, TARGET_SUM_TOLERANCE, get_loss
 
 FUSED = ("binary_cross_entropy", "softmax_cross_entropy")
 
@@ -68,6 +70,40 @@ def test_squared_error_grad_is_prediction_minus_target(x64):
     y_hat, y = jnp.asarray([[0.75, -2.0]]), jnp.asarray([[0.25, 1.0]])
     got = LOSSES["squared_error"].grad_prediction(y_hat, y)
     np.testing.assert_array_equal(np.asarray(got), [[0.5, -3.0]])
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_grad_prediction_tangent_matches_float64_autodiff(name, x64):
+    """(∂²L/∂ŷ²) t against forward-over-reverse autodiff of the loss's value alone."""
+    _, y_hat, y = (jnp.asarray(a) for a in _batch(name))
+    t = jnp.asarray(np.random.default_rng(3).normal(0.0, 1.0, y_hat.shape))
+    loss = LOSSES[name]
+
+    def grad_prediction(p):
+        return jax.grad(lambda q: jnp.sum(loss.value(q, y)))(p)
+
+    expected = jax.jvp(grad_prediction, (y_hat,), (t,))[1]
+    got = loss.grad_prediction_tangent(y_hat, y, t)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("name", FUSED)
+def test_fused_delta_tangent_matches_autodiff_of_value_from_logits(name, x64):
+    """(∂δ^L/∂z^L) t against forward-over-reverse autodiff of the value from the logits."""
+    z, _, y = (jnp.asarray(a) for a in _batch(name))
+    t = jnp.asarray(np.random.default_rng(4).normal(0.0, 1.0, z.shape))
+    loss = LOSSES[name]
+
+    def delta(logits):
+        return jax.grad(lambda q: jnp.sum(loss.value_from_logits(q, y)))(logits)
+
+    expected = jax.jvp(delta, (z,), (t,))[1]
+    got = loss.delta_tangent_from_logits(z, y, t)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=RTOL, atol=ATOL)
+
+
+def test_only_fused_losses_have_a_delta_tangent_from_logits():
+    assert {n for n, loss in LOSSES.items() if loss.delta_tangent_from_logits} == set(FUSED)
 
 
 @pytest.mark.parametrize("name", FUSED)
@@ -142,3 +178,87 @@ def test_get_loss_unknown_name_lists_known_ones():
 def test_get_loss_non_string_is_a_type_error():
     with pytest.raises(TypeError, match=r"loss must be a name \(str\), got NoneType"):
         get_loss(None)
+
+
+# ----- the rule on targets ------------------------------------------------------------------
+
+
+def _targets(rows) -> jnp.ndarray:
+    return jnp.asarray(rows, jnp.float32)
+
+
+@pytest.mark.parametrize(
+    ("name", "rows", "match"),
+    [
+        pytest.param(
+            "binary_cross_entropy",
+            [[0.5, 1.5], [0.0, -1.0]],
+            r"y: binary_cross_entropy needs targets in \[0, 1\], got values in \[-1, 1.5\]",
+            id="bce-outside-unit-interval",
+        ),
+        pytest.param(
+            "softmax_cross_entropy",
+            [[1.0, 1.0, 1.0], [0.0, 1.0, 0.0]],
+            r"y: softmax_cross_entropy needs target rows summing to 1 \(one-hot or "
+            r"probabilities\); 1 row\(s\) do not, e\.g\. row 0 sums to 3",
+            id="ce-row-sums-to-3",
+        ),
+        pytest.param(
+            "softmax_cross_entropy",
+            [[0.0, 2.0, -1.0]],
+            r"softmax_cross_entropy needs targets in \[0, 1\], got values in \[-1, 2\]",
+            id="ce-sums-to-1-outside-unit-interval",
+        ),
+        pytest.param(
+            "softmax_cross_entropy",
+            [[0.5, 0.5, 0.0], [0.2, 0.2, 0.2]],
+            r"1 row\(s\) do not, e\.g\. row 1 sums to 0\.6",
+            id="ce-row-sums-below-1",
+        ),
+    ],
+)
+def test_targets_outside_the_losss_domain_are_refused(name, rows, match):
+    with pytest.raises(ValueError, match=match):
+        LOSSES[name].check_targets(_targets(rows))
+
+
+@pytest.mark.parametrize(
+    ("name", "rows"),
+    [
+        pytest.param("binary_cross_entropy", [[0.0, 1.0], [0.25, 0.75]], id="bce-soft-labels"),
+        pytest.param("softmax_cross_entropy", [[0.0, 1.0, 0.0]], id="ce-one-hot"),
+        pytest.param(
+            "softmax_cross_entropy", [[0.1, 0.2, 0.7]], id="ce-float32-mixture-rounds-off-1"
+        ),
+        pytest.param("squared_error", [[-7.0, 1e6]], id="se-any-real-target"),
+    ],
+)
+def test_targets_within_the_losss_domain_are_accepted(name, rows):
+    LOSSES[name].check_targets(_targets(rows))
+
+
+def test_row_sum_tolerance_is_the_trainers_and_widens_for_coarse_dtypes():
+    ce = LOSSES["softmax_cross_entropy"]
+    assert TARGET_SUM_TOLERANCE == 1e-4
+    ce.check_targets(np.array([[0.5, 0.5 + 0.9e-4]]))
+    with pytest.raises(ValueError, match=r"row 0 sums to 1\.0002"):
+        ce.check_targets(np.array([[0.5, 0.5002]]))
+    # A probability row stored in bfloat16 (8 significant bits) may miss 1 by ~n_L·2^-8;
+    # 0.3, 0.3, 0.4 round to 0.30078125, 0.30078125, 0.400390625: the sum is 1.00195...
+    mixture = jnp.asarray([[0.3, 0.3, 0.4]], jnp.bfloat16)
+    assert abs(float(jnp.sum(mixture.astype(jnp.float32))) - 1) > TARGET_SUM_TOLERANCE
+    ce.check_targets(mixture)
+    with pytest.raises(ValueError, match=r"sums to 3"):
+        ce.check_targets(jnp.ones((1, 3), jnp.bfloat16))
+
+
+def test_targets_under_jit_are_not_checked():
+    """Under a transformation the values are not known: only shapes can be checked."""
+    ce = LOSSES["softmax_cross_entropy"]
+
+    @jax.jit
+    def checked(y):
+        ce.check_targets(y)
+        return y.sum()
+
+    assert float(checked(jnp.full((2, 3), 1.0))) == 6.0

@@ -1,12 +1,17 @@
-"""Planted bugs: every one is killed by the verifier and localised to its layer."""
+"""Planted bugs: every gradient bug is killed by the verifier and localised to its layer;
+every Hessian-vector-product bug differs from the truth where it claims to apply."""
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from cases import OUTPUT_LOSS_PAIRS, leaf_errors
+from conftest import draw_problem
 
-from netcheck import backprop, suite
-from netcheck.mutants import MUTANTS, SCALE_BUG
+from netcheck import autodiff, backprop, suite
+from netcheck.mutants import HVP_MUTANTS, MUTANTS, SCALE_BUG
 from netcheck.network import Network
 
 ISSUE_BUGS = {
@@ -73,3 +78,68 @@ def test_applies_refuses_shape_invalid_or_equivalent_bugs():
     assert MUTANTS["own_weights"].applies(square, 5)
     assert MUTANTS["bias_wrong_axis"].applies(square, 5)
     assert not MUTANTS["bias_wrong_axis"].applies(square, 4)
+
+
+# ----- planted bugs in the Hessian-vector product ------------------------------------------
+#
+# verify(..., order=2) judges these; here each is checked to be a real bug where `applies`
+# says so (far beyond round-off from float64 autodiff's H v) and equivalent where it says not.
+
+HVP_NETWORKS = {
+    f"{activation}-{pair_id}-L{len(hidden) + 1}": Network(
+        (3, *hidden, 3), activation, output, loss, bias=True
+    )
+    for activation in ("tanh", "relu")
+    for pair_id, (output, loss) in OUTPUT_LOSS_PAIRS.items()
+    for hidden in ((), (4, 5))
+}
+"""Both kinds of hidden curvature (tanh'' ≠ 0, relu'' = 0), every output/loss pair, L = 1 and 3."""
+
+# A bug moves some leaf by O(1) relative; round-off stays below 1000 eps64 = 2.2e-13
+# (the sweep bound of tests/test_hvp.py).
+BUG_FLOOR = 1e-6
+ROUNDOFF = 1000 * float(np.finfo(np.float64).eps)
+
+
+@pytest.fixture(scope="module")
+def hvp_problems():
+    """``{network id: (float64 params, x, y, v, autodiff H v)}``, drawn once."""
+    with jax.enable_x64(True):
+        problems = {}
+        for seed, (case, net) in enumerate(HVP_NETWORKS.items()):
+            params, x, y = draw_problem(net.sizes, net.loss, True, batch=4, seed=seed)
+            v = draw_problem(net.sizes, net.loss, True, batch=4, seed=seed + 100)[0]
+            problem = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), (params, x, y, v))
+            with jax.disable_jit():
+                problems[case] = (*problem, autodiff.autodiff_hvp(net, *problem))
+        return problems
+
+
+def test_the_hvp_catalogue_holds_the_issues_bugs_with_descriptions():
+    assert {
+        "second_derivative_dropped",  # g'' dropped
+        "weight_tangent_dropped",  # one R-term forgotten: R{W}ᵀδ in R{δ^ℓ}
+        "output_second_order_dropped",  # the output's second-order term dropped
+    } <= set(HVP_MUTANTS)
+    for name, mutant in HVP_MUTANTS.items():
+        assert mutant.name == name and mutant.description and mutant.corrupts
+
+
+@pytest.mark.parametrize("name", list(HVP_MUTANTS))
+def test_hvp_mutant_differs_from_the_truth_exactly_where_it_applies(name, hvp_problems):
+    mutant = HVP_MUTANTS[name]
+    applied = 0
+    with jax.enable_x64(True), jax.disable_jit():
+        for case, net in HVP_NETWORKS.items():
+            params, x, y, v, truth = hvp_problems[case]
+            errors = leaf_errors(mutant.hvp(net, params, x, y, v), truth)
+            error = max(error for _, error in errors)
+            if not mutant.applies(net, x.shape[0]):
+                assert error <= ROUNDOFF, f"{name} does not apply to {case}, yet {error:.1e}"
+                continue
+            applied += 1
+            assert error > BUG_FLOOR, f"{name} is no bug on {case} ({error:.1e})"
+            # Leaves come as [0]['W'], [0]['b'], [1]['W'], ...: two per layer (bias=True).
+            bad_layers = [index // 2 + 1 for index, (_, e) in enumerate(errors) if e > BUG_FLOOR]
+            assert max(bad_layers) == mutant.expected_layer(net), (case, bad_layers)
+    assert applied >= 4, f"{name} applies to only {applied} of the networks"

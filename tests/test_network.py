@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import netcheck as nc
-from netcheck import autodiff, backprop
+from netcheck import autodiff, backprop, hvp
 
 
 def test_forward_with_bias_matches_numpy(x64):
@@ -205,6 +205,67 @@ def test_default_init_in_half_precision(dtype, activation):
     assert abs(w.var() - variance) <= 5 * variance * np.sqrt(2 / w.size)
 
 
+def test_init_takes_an_int_seed_as_jax_random_key_of_it():
+    net = nc.Network((3, 5, 2))
+    from_seed, from_key = net.init(7), net.init(jax.random.key(7))
+    from_numpy_seed = net.init(np.int64(7))
+    from_raw_key = net.init(jax.random.PRNGKey(7))  # the legacy uint32 key data
+    trees = (from_seed, from_key, from_numpy_seed, from_raw_key)
+    for leaves in zip(*map(jax.tree.leaves, trees), strict=True):
+        for leaf in leaves[1:]:
+            np.testing.assert_array_equal(np.asarray(leaf), np.asarray(leaves[0]))
+    assert not np.array_equal(np.asarray(net.init(8)[0]["W"]), np.asarray(from_seed[0]["W"]))
+
+
+@pytest.mark.parametrize(
+    ("key", "error", "match"),
+    [
+        pytest.param(
+            0.5,
+            TypeError,
+            r"key must be a jax\.random key \(e\.g\. jax\.random\.key\(0\)\) "
+            r"or an int seed, got float",
+            id="float",
+        ),
+        pytest.param("0", TypeError, r"or an int seed, got str", id="str"),
+        pytest.param(None, TypeError, r"or an int seed, got NoneType", id="none"),
+        pytest.param(True, TypeError, r"or an int seed, got bool", id="bool"),
+        pytest.param(
+            np.zeros(2, np.float32),
+            TypeError,
+            r"or an int seed, got an array of float32 \(2,\)",
+            id="float-array",
+        ),
+        pytest.param(
+            np.zeros(3, np.uint32),
+            TypeError,
+            r"or an int seed, got an array of uint32 \(3,\)",
+            id="wrong-raw-key-shape",
+        ),
+        pytest.param(
+            -1, ValueError, r"key: an int seed must be in \[0, 2\*\*32\), got -1", id="negative"
+        ),
+        pytest.param(
+            2**32,
+            ValueError,
+            r"an int seed must be in \[0, 2\*\*32\), got 4294967296",
+            id="too-big",
+        ),
+    ],
+)
+def test_init_refuses_what_is_neither_a_key_nor_a_seed(key, error, match):
+    with pytest.raises(error, match=match):
+        nc.Network((2, 1)).init(key)
+
+
+def test_init_refuses_an_array_of_keys():
+    keys = jax.random.split(jax.random.key(0), 3)
+    with pytest.raises(
+        ValueError, match=r"key must be one jax\.random key, got an array of keys \(3,\)"
+    ):
+        nc.Network((2, 1)).init(keys)
+
+
 def test_init_float64_needs_x64():
     net = nc.Network((2, 1))
     with pytest.raises(ValueError, match=r"dtype is float64 but JAX runs in 32-bit mode"):
@@ -377,6 +438,11 @@ BAD_BATCHES = {
         TypeError,
         r'params\[0\]\["W"\] \(W_1\) must be floating point, got int32',
     ),
+    "numpy-int-params": (
+        lambda p, x, y: (_with(p, 1, b=np.zeros(2, np.int64)), x, y),
+        TypeError,
+        r'params\[1\]\["b"\] \(b_2\) must be floating point, got int64',
+    ),
     "list-leaf": (
         lambda p, x, y: (_with(p, 0, b=[0.0] * 4), x, y),
         TypeError,
@@ -394,7 +460,34 @@ BAD_BATCHES = {
     ),
 }
 
-METHODS = ("manual_grad", "autodiff_grad", "manual_deltas", "autodiff_deltas", "mean_loss")
+METHODS = (
+    "manual_grad",
+    "autodiff_grad",
+    "manual_deltas",
+    "autodiff_deltas",
+    "mean_loss",
+    "manual_hvp",
+    "autodiff_hvp",
+)
+HVP_METHODS = ("manual_hvp", "autodiff_hvp")
+COMPILED = (
+    backprop.manual_grad_jit,
+    autodiff.autodiff_grad_jit,
+    backprop.manual_deltas_jit,
+    autodiff.autodiff_deltas_jit,
+    hvp.manual_hvp_jit,
+    autodiff.autodiff_hvp_jit,
+)
+
+
+def _call(net, method, params, x, y):
+    """``net.<method>(params, x, y)``; the HVPs take the direction ``v = params``."""
+    extra = (params,) if method in HVP_METHODS else ()
+    return getattr(net, method)(params, x, y, *extra)
+
+
+def _compiled_programs() -> tuple[int, ...]:
+    return tuple(function._cache_size() for function in COMPILED)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -402,21 +495,11 @@ METHODS = ("manual_grad", "autodiff_grad", "manual_deltas", "autodiff_deltas", "
 def test_bad_batch_is_refused_before_tracing(case, method):
     net, params, x, y = _good_batch()
     corrupt, error, match = BAD_BATCHES[case]
-    compiled = (
-        backprop.manual_grad_jit._cache_size(),
-        autodiff.autodiff_grad_jit._cache_size(),
-        backprop.manual_deltas_jit._cache_size(),
-        autodiff.autodiff_deltas_jit._cache_size(),
-    )
+    compiled = _compiled_programs()
     with pytest.raises(error, match=match):
-        getattr(net, method)(*corrupt(params, x, y))
+        _call(net, method, *corrupt(params, x, y))
     # Refused at the boundary: nothing new was traced or compiled.
-    assert compiled == (
-        backprop.manual_grad_jit._cache_size(),
-        autodiff.autodiff_grad_jit._cache_size(),
-        backprop.manual_deltas_jit._cache_size(),
-        autodiff.autodiff_deltas_jit._cache_size(),
-    )
+    assert compiled == _compiled_programs()
 
 
 def test_forward_refuses_bad_inputs():
@@ -425,6 +508,11 @@ def test_forward_refuses_bad_inputs():
         net.forward(params, x[:, :1])
     with pytest.raises(ValueError, match=r"x has 1 non-finite"):
         net.forward(params, _nan_at(x, np.nan))
+    float64 = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+    with pytest.raises(ValueError, match=r"is float64 but JAX runs in 32-bit mode; enable it"):
+        net.forward(float64, x)
+    with pytest.raises(TypeError, match=r"must be floating point, got int32"):
+        net.forward(_with(params, 0, b=jnp.zeros(4, jnp.int32)), x)
 
 
 def test_good_batch_is_accepted():
@@ -433,8 +521,73 @@ def test_good_batch_is_accepted():
     for method in METHODS:
         assert all(
             np.isfinite(np.asarray(leaf)).all()
-            for leaf in jax.tree.leaves(getattr(net, method)(params, x, y))
+            for leaf in jax.tree.leaves(_call(net, method, params, x, y))
         )
+
+
+# ----- one rule on targets, at every public entry --------------------------------------------
+
+
+def _classifier(loss):
+    output = {"binary_cross_entropy": "sigmoid", "softmax_cross_entropy": "softmax"}[loss]
+    net = nc.Network((3, 4, 3), "tanh", output, loss)
+    rng = np.random.default_rng(1)
+    return net, net.init(0), rng.normal(size=(4, 3))
+
+
+BAD_TARGETS = {
+    "bce-above-1": (
+        "binary_cross_entropy",
+        np.full((4, 3), 0.5) + np.eye(4, 3),
+        r"y: binary_cross_entropy needs targets in \[0, 1\], got values in \[0\.5, 1\.5\]",
+    ),
+    "bce-negative": (
+        "binary_cross_entropy",
+        -np.eye(4, 3),
+        r"binary_cross_entropy needs targets in \[0, 1\], got values in \[-1, 0\]",
+    ),
+    "ce-rows-sum-to-3": (
+        "softmax_cross_entropy",
+        np.ones((4, 3)),
+        r"y: softmax_cross_entropy needs target rows summing to 1 \(one-hot or probabilities\); "
+        r"4 row\(s\) do not, e\.g\. row 0 sums to 3",
+    ),
+}
+
+
+@pytest.mark.parametrize("method", [*METHODS, "verify"])
+@pytest.mark.parametrize("case", list(BAD_TARGETS))
+def test_targets_outside_the_losss_domain_are_refused_everywhere(case, method):
+    loss, y, match = BAD_TARGETS[case]
+    net, params, x = _classifier(loss)
+    compiled = _compiled_programs()
+    with pytest.raises(ValueError, match=match):
+        if method == "verify":
+            nc.verify(net, params, x, y)
+        else:
+            _call(net, method, params, x, y)
+    assert compiled == _compiled_programs()
+
+
+def test_valid_targets_of_the_cross_entropies_are_accepted():
+    for loss, y in (
+        ("binary_cross_entropy", np.array([[0.0, 1.0, 0.25]] * 4)),
+        ("softmax_cross_entropy", np.array([[0.2, 0.3, 0.5], [0.0, 1.0, 0.0]] * 2)),
+    ):
+        net, params, x = _classifier(loss)
+        assert np.isfinite(float(net.mean_loss(params, x, y)))
+
+
+def test_targets_under_jit_are_checked_for_shape_only():
+    net, params, x = _classifier("softmax_cross_entropy")
+    mean_loss = jax.jit(lambda y: net.mean_loss(params, x, y))
+    # Rows summing to 3 cannot be seen in a tracer: the value is computed, not refused.
+    assert np.isfinite(float(mean_loss(jnp.ones((4, 3)))))
+    # Even a target closed over as a constant is traced under jit.
+    constant = np.ones((4, 3))
+    assert np.isfinite(float(jax.jit(lambda: net.mean_loss(params, x, constant))()))
+    with pytest.raises(ValueError, match=r"y must have shape \(batch, n_L\) = \(4, 3\)"):
+        mean_loss(jnp.ones((4, 2)))
 
 
 def test_x64_does_not_leak_between_tests():
