@@ -239,9 +239,11 @@ def _epoch(
         params, opt_state, loss = _update(
             net, optimizer, value_and_grad, params, opt_state, x_batch, y_batch
         )
-        return (params, opt_state, total + loss * x_batch.shape[0]), None
+        return (params, opt_state, total + loss.astype(total.dtype) * x_batch.shape[0]), None
 
-    carry = (state.params, state.opt_state, jnp.zeros((), x.dtype))
+    # The running loss adds up in float32 at least: bfloat16 would round away small steps.
+    total_dtype = x.dtype if jnp.finfo(x.dtype).bits >= 32 else jnp.float32
+    carry = (state.params, state.opt_state, jnp.zeros((), total_dtype))
     split = n_full * batch_size
     if n_full:
         batches = (

@@ -36,8 +36,7 @@ def int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError("expected comma-separated integers, got nothing")
     if "" in parts:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r} (item {parts.index('') + 1} "
-            "is empty)"
+            f"expected comma-separated integers, got {text!r} (item {parts.index('') + 1} is empty)"
         )
     try:
         return tuple(int(part) for part in parts)
