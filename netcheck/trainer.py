@@ -33,8 +33,9 @@ Data is checked once: arrays already checked (kept by identity, as JAX arrays ca
 are not checked again.
 
 A whole epoch is one compiled program: the data stays on the device, the epoch's order is a
-permutation drawn from the state's key, the rows are gathered in that order once per epoch,
-and the minibatches (consecutive slices of it) run under ``jax.lax.scan``. When
+permutation drawn from the state's key, and the minibatches (consecutive slices of that
+order) run under ``jax.lax.scan``; small batches gather the epoch's rows in one go first
+(:data:`GATHER_EPOCH_BELOW`). When
 the batch size does not divide ``n``, the last ``r = n mod batch_size`` examples form a
 step of their own, of their true size, inside the same program: its gradient is the mean over
 exactly those ``r`` examples (what a mask over a padded batch would give, without the padded
@@ -102,6 +103,15 @@ CHECK_EXAMPLES = 256
 
 _ONE_HOT_TOLERANCE = 1e-4
 """How far a softmax cross-entropy target row may sum from 1 (float32 round-off of a mixture)."""
+
+GATHER_EPOCH_BELOW = 32
+"""Below this batch size an epoch gathers all its rows in one go; from it on, step by step.
+
+Measured on a 2-core CPU (784-30-10, 10,000 examples, interleaved): at batch 10 the one
+gather ran 1.3-1.7x faster than gathering each minibatch inside the scan; from batch 32 up
+the per-step gather ran 1.5-3x faster than the one gather. Both visit the same rows in the
+same order, so the results are identical.
+"""
 
 _CHECKED_DATA_KEPT = 8
 """How many checked ``(x, y)`` pairs are remembered, so that they are not checked again."""
@@ -225,14 +235,29 @@ def _epoch(
     key, shuffle_key = jax.random.split(state.key)
     order = jax.random.permutation(shuffle_key, n_examples)
     n_full = n_examples // batch_size
-    n_used = n_full * batch_size if drop_last else n_examples
-    # One gather of the epoch's rows, then consecutive slices: gathering each minibatch's
-    # rows inside the scan ran 1.3x slower on CPU (784-30-10, batch 10).
-    x_epoch, y_epoch = x[order[:n_used]], y[order[:n_used]]
+    split = n_full * batch_size
+    n_used = split if drop_last else n_examples
+    if batch_size < GATHER_EPOCH_BELOW:
+        # Small batches: one gather of the epoch's rows, then consecutive slices.
+        x_epoch, y_epoch = x[order[:n_used]], y[order[:n_used]]
+        batches = (
+            x_epoch[:split].reshape(n_full, batch_size, x.shape[1]),
+            y_epoch[:split].reshape(n_full, batch_size, y.shape[1]),
+        )
+        last = (x_epoch[split:], y_epoch[split:])
+
+        def rows(batch):
+            return batch
+    else:
+        # Larger batches: each step gathers its own rows.
+        batches, last = order[:split].reshape(n_full, batch_size), order[split:n_used]
+
+        def rows(indices):
+            return x[indices], y[indices]
 
     def step(carry, batch):
         params, opt_state, total = carry
-        x_batch, y_batch = batch
+        x_batch, y_batch = rows(batch)
         if batch_sharding is not None:
             x_batch = jax.lax.with_sharding_constraint(x_batch, batch_sharding)
             y_batch = jax.lax.with_sharding_constraint(y_batch, batch_sharding)
@@ -244,15 +269,10 @@ def _epoch(
     # The running loss adds up in float32 at least: bfloat16 would round away small steps.
     total_dtype = x.dtype if jnp.finfo(x.dtype).bits >= 32 else jnp.float32
     carry = (state.params, state.opt_state, jnp.zeros((), total_dtype))
-    split = n_full * batch_size
     if n_full:
-        batches = (
-            x_epoch[:split].reshape(n_full, batch_size, x.shape[1]),
-            y_epoch[:split].reshape(n_full, batch_size, y.shape[1]),
-        )
         carry, _ = jax.lax.scan(step, carry, batches)
     if n_used > split:
-        carry, _ = step(carry, (x_epoch[split:], y_epoch[split:]))
+        carry, _ = step(carry, last)
     params, opt_state, total = carry
     running_loss = total / n_used
     finite = jnp.isfinite(running_loss) & _all_finite((params, opt_state))

@@ -113,10 +113,18 @@ def test_two_moons_held_out_accuracy():
 
 @pytest.mark.parametrize(
     ("n", "batch_size", "drop_last"),
-    [(40, 8, False), (43, 8, False), (43, 8, True), (5, 8, False)],
-    ids=["divides", "partial-last-batch", "drop-last", "batch-larger-than-data"],
+    [(40, 8, False), (43, 8, False), (43, 8, True), (5, 8, False), (70, 32, False), (70, 32, True)],
+    ids=[
+        "divides",
+        "partial-last-batch",
+        "drop-last",
+        "batch-larger-than-data",
+        "gathered-per-step",  # batch_size >= GATHER_EPOCH_BELOW
+        "gathered-per-step-drop-last",
+    ],
 )
 def test_epochs_match_a_float64_python_loop(x64, n, batch_size, drop_last):
+    assert (batch_size >= train_module.GATHER_EPOCH_BELOW) == (batch_size == 32)
     net = Network((3, 5, 2), "tanh", "sigmoid", "squared_error")
     x, y = _regression_data(n, 3, 2)
     params = net.init(jax.random.key(2), dtype=jnp.float32)
