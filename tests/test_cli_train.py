@@ -372,3 +372,23 @@ def test_one_hot_gives_two_columns_for_a_softmax_output(tmp_path):
     assert result["network"]["sizes"] == [2, 6, 2]
     assert result["data"]["one_hot"] is True
     assert result["final"]["validation_accuracy"] > 0.5
+
+
+def test_a_file_dataset_is_known_by_its_content(tmp_path, capsys):
+    moons = datasets.load("moons", n_samples=80, seed=0)
+    first = tmp_path / "data.npz"
+    np.savez(first, x=moons.x, y=moons.y)
+    saved = tmp_path / "run.npz"
+    common = ["--sizes", "4", "--no-progress"]
+    assert main(["train", str(first), *common, "--epochs", "1", "--save", str(saved)]) == 0
+    renamed = tmp_path / "renamed.npz"
+    first.rename(renamed)
+    resume = ["--no-progress", "--epochs", "2", "--resume", str(saved)]
+    assert main(["train", str(renamed), *resume]) == 0  # same content, another name
+    edited = moons.x.copy()
+    edited[5, 1] += 0.5
+    np.savez(renamed, x=edited, y=moons.y)
+    capsys.readouterr()
+    assert main(["train", str(renamed), *resume]) == 2
+    err = capsys.readouterr().err
+    assert "file_sha256: " in err and len(err.strip().splitlines()) == 1

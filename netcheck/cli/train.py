@@ -224,7 +224,8 @@ def load_data(
         if args.n_samples is not None:
             raise UsageError("--n-samples applies to generated datasets, not to files")
         ds = datasets.load_npz(path) if path.suffix == ".npz" else datasets.load_csv(path)
-        description = {"dataset": path.name, "file_sha256": _file_sha256(path)}
+        # A file is known by its content, so that moving or renaming it changes nothing.
+        description = {"dataset": "file", "file_sha256": _file_sha256(path)}
     if args.one_hot:
         ds = _one_hot(ds)
     train, test = datasets.standardize(
