@@ -61,6 +61,7 @@ DTYPES = ("float32", "float64", "bfloat16", "float16")
 STANDARDIZATION = "training mean and standard deviation"
 _ARCHITECTURE_FLAGS = ("sizes", "activation", "output_activation", "loss", "dtype")
 _TRAINING_FLAGS = ("epochs", "save", "save_every", "check_every", "eval_every")
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -363,13 +364,16 @@ def _run(args: argparse.Namespace) -> int:
         disable=args.no_progress,
     )
 
-    def on_epoch(state: TrainState, history: dict[str, Any]) -> None:
-        progress.set_postfix(loss=f"{history['running_loss'][-1]:.4g}", refresh=False)
-        progress.update(1)
-
     # The divergence message lands in the history and the summary; no warning on top.
-    with progress, warnings.catch_warnings(), _terminate_as_interrupt():
+    with progress, warnings.catch_warnings(), _signals_as_interrupt() as signals:
         warnings.simplefilter("ignore", DivergenceWarning)
+
+        def on_epoch(state: TrainState, history: dict[str, Any]) -> None:
+            progress.set_postfix(loss=f"{history['running_loss'][-1]:.4g}", refresh=False)
+            progress.update(1)
+            if signals:  # an interrupt that Python swallowed: raise it again
+                raise KeyboardInterrupt(f"signal {signals[0]}")
+
         try:
             state, history = fit(
                 net,
@@ -420,20 +424,28 @@ def _interrupted_note(saver: _Saver | None) -> str:
 
 
 @contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises ``KeyboardInterrupt`` meanwhile, so it saves and exits 130 as Ctrl-C does."""
+def _signals_as_interrupt() -> Iterator[list[int]]:
+    """Meanwhile SIGINT and SIGTERM raise ``KeyboardInterrupt`` (saved, exit 130) and are listed.
+
+    Python raises a signal's exception wherever the main thread happens to be; inside a
+    finalizer or a weakref callback it is printed and lost. The list keeps it: the caller
+    raises it again at the next epoch boundary.
+    """
+    received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
+        yield received  # signal handlers can only be set from the main thread
         return
 
     def interrupt(signum: int, frame: Any) -> None:
+        received.append(signum)
         raise KeyboardInterrupt(f"signal {signum}")
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {number: signal.signal(number, interrupt) for number in _STOP_SIGNALS}
     try:
-        yield
+        yield received
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _evaluation(
