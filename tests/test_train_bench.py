@@ -290,3 +290,11 @@ def test_a_tiny_benchmark_record(tmp_path, capsys):
     assert "batch 10: netcheck is" in capsys.readouterr().out
     section = train_bench.readme_section(record, "bench.json")
     assert "Nielsen's `network.py`" in section and record["command"] in section
+
+
+def test_the_readme_quotes_the_committed_artifact():
+    record = json.loads((ROOT / ARTIFACT).read_text())
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert train_bench.readme_section(record, ARTIFACT) in readme
+    assert record["command"].startswith("python -m netcheck.train_bench ")
+    assert record["throughput"]["speedups"] and record["overhead"]["goals"]
