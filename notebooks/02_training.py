@@ -69,6 +69,7 @@ options = {
     "batch_size": 16,
     "key": jax.random.key(1),  # the shuffles
     "validation": (moons_test.x, moons_test.y),
+    "eval_every": 1,  # also the whole training set's loss and accuracy, after every epoch
 }
 params, history = train(net, params0, (moons_train.x, moons_train.y), **options)  # grad="manual"
 print(
@@ -162,6 +163,7 @@ cancer_params, cancer_history = train(
     batch_size=16,
     key=jax.random.key(1),
     validation=(cancer_test.x, cancer_test.y),
+    eval_every=1,
 )
 fig, ax = plt.subplots(figsize=(5, 3), dpi=80)
 ax.plot(cancer_history["epoch"], cancer_history["train_accuracy"], label="train")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +11,13 @@ import optax
 import pytest
 
 import netcheck._io
-from netcheck.checkpoint import load, save
+from netcheck.checkpoint import (
+    data_differences,
+    fingerprint_arrays,
+    load,
+    read_metadata,
+    save,
+)
 from netcheck.network import Network
 from netcheck.trainer import fit, init_state
 
@@ -136,3 +144,136 @@ def test_save_refuses_a_history_that_is_not_json(tmp_path):
     state = init_state(net.init(jax.random.key(0)), optimizer, jax.random.key(0))
     with pytest.raises(ValueError, match="JSON"):
         save(tmp_path / "bad.npz", net, state, {"loss": [jnp.nan]})
+
+
+# ----- never a non-finite state ----------------------------------------------------------------
+
+
+def _adam_state(net):
+    optimizer = optax.adam(0.1)
+    return optimizer, init_state(net.init(jax.random.key(0)), optimizer, jax.random.key(0))
+
+
+@pytest.mark.parametrize("where", ["params", "opt_state"])
+def test_save_refuses_a_non_finite_state_naming_file_and_leaf(tmp_path, where):
+    net, _, _ = _problem()
+    _, state = _adam_state(net)
+    path = save(tmp_path / "run.npz", net, state)
+    good = path.read_bytes()
+    if where == "params":
+        state.params[0]["b"] = state.params[0]["b"].at[1].set(jnp.inf)
+        leaf = r"params/0/b \(b_1\) holds 1 non-finite value"
+    else:
+        state.opt_state[0].nu[1]["W"] = state.opt_state[0].nu[1]["W"].at[0, 0].set(jnp.nan)
+        leaf = "opt_state/0/nu/1/W holds 1 non-finite value"
+    with pytest.raises(ValueError, match=rf"refusing to write .*run\.npz: {leaf}"):
+        save(path, net, state)
+    assert path.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.npz"]
+
+
+def _tampered(path, name, index, value):
+    """Rewrite one array element of a saved checkpoint, keeping everything else."""
+    with np.load(path) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    arrays[name] = arrays[name].copy()
+    arrays[name][index] = value
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize(
+    ("name", "index", "leaf"),
+    [
+        ("params/1/W", (0, 3), r"params/1/W \(W_2\)"),
+        ("opt_state/2", (2,), "opt_state/0/mu/0/b"),
+    ],
+    ids=["params", "opt_state"],
+)
+def test_load_refuses_a_tampered_non_finite_state_naming_file_and_leaf(tmp_path, name, index, leaf):
+    net, _, _ = _problem()
+    optimizer, state = _adam_state(net)
+    path = save(tmp_path / "run.npz", net, state)
+    _tampered(path, name, index, np.nan)
+    with pytest.raises(
+        ValueError, match=rf"run\.npz holds a non-finite state, refused: {leaf} holds 1"
+    ):
+        load(path, optimizer)
+
+
+def test_a_float64_checkpoint_is_refused_in_32_bit_mode(tmp_path):
+    net, _, _ = _problem()
+    optimizer = optax.sgd(0.1)
+    with jax.enable_x64(True):
+        state = init_state(net.init(jax.random.key(0), jnp.float64), optimizer, jax.random.key(0))
+        path = save(tmp_path / "wide.npz", net, state)
+        assert load(path, optimizer).state.params[0]["W"].dtype == jnp.float64
+    assert read_metadata(path)["dtype"] == "float64"
+    with pytest.raises(ValueError, match=r"float64 arrays .* 32-bit mode.*jax_enable_x64"):
+        load(path, optimizer)
+
+
+def test_save_onto_a_folder_is_refused(tmp_path):
+    net, _, _ = _problem()
+    optimizer = optax.sgd(0.1)
+    state = init_state(net.init(jax.random.key(0)), optimizer, jax.random.key(0))
+    (tmp_path / "run.npz").mkdir()
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        save(tmp_path / "run.npz", net, state)
+
+
+# ----- the training data's description -------------------------------------------------------
+
+
+def test_the_data_description_round_trips(tmp_path):
+    net, x, y = _problem()
+    optimizer = optax.sgd(0.1)
+    state = init_state(net.init(jax.random.key(0)), optimizer, jax.random.key(0))
+    data = {"dataset": "moons", "seed": 3, "train_sha256": fingerprint_arrays(x, y)}
+    path = save(tmp_path / "run.npz", net, state, data=data)
+    assert load(path, optimizer).data == data
+    meta = read_metadata(path)
+    assert meta["data"] == data and meta["dtype"] == "float32" and meta["epoch"] == 0
+
+
+def test_a_version_1_checkpoint_still_loads_without_a_description(tmp_path):
+    net, _, _ = _problem()
+    optimizer = optax.sgd(0.1)
+    state = init_state(net.init(jax.random.key(0)), optimizer, jax.random.key(0))
+    path = save(tmp_path / "old.npz", net, state)
+    with np.load(path) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    meta["version"] = 1
+    del meta["data"], meta["dtype"]
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(path, **arrays)
+    restored = load(path, optimizer)
+    assert restored.data is None
+    assert _leaves_equal(restored.state.params, state.params)
+    assert read_metadata(path)["data"] is None
+
+
+def test_fingerprint_arrays_sees_one_changed_value_dtype_or_shape():
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    y = np.eye(4, dtype=np.float32)
+    reference = fingerprint_arrays(x, y)
+    assert fingerprint_arrays(x.copy(), y.copy()) == reference
+    changed = x.copy()
+    changed[2, 1] += 1e-6 * changed[2, 1]
+    assert fingerprint_arrays(changed, y) != reference
+    assert fingerprint_arrays(x.astype(np.float64), y) != reference
+    assert fingerprint_arrays(x.reshape(3, 4), y) != reference
+    assert fingerprint_arrays(np.asfortranarray(x), y) == reference  # the values, not the layout
+
+
+def test_data_differences_names_each_difference():
+    saved = {"dataset": "moons", "n_samples": 120, "seed": 0, "test_fraction": 0.2}
+    assert data_differences(saved, dict(saved)) == []
+    now = {"dataset": "circles", "n_samples": 120, "seed": 1, "test_fraction": 0.2}
+    assert data_differences(saved, now) == [
+        "dataset: 'moons' in the checkpoint, 'circles' now",
+        "seed: 0 in the checkpoint, 1 now",
+    ]
+    assert data_differences(None, now) == [
+        "the checkpoint records no training data to compare with"
+    ]

@@ -23,11 +23,15 @@ from netcheck.network import Network
 from netcheck.trainer import (
     DivergenceWarning,
     accuracy,
+    check_data,
+    evaluate_on,
     fit,
+    history_through,
     init_state,
     iterate_epochs,
     make_epoch_fn,
     make_train_step,
+    new_history,
     train,
 )
 
@@ -44,20 +48,26 @@ def _reference_sgd(net, params, x, y, key, *, epochs, batch_size, lr, drop_last=
 
     The documented contract: each epoch splits the key and permutes the rows with the second
     half; minibatches are consecutive slices of that order, the last one of its true size.
+    Returns the parameters and, per epoch, the running loss: the mean over the epoch's
+    examples of the minibatch losses before each step, weighted by batch size.
     """
     params = jax.tree.map(lambda leaf: np.asarray(leaf, np.float64), params)
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    grad = jax.jit(jax.grad(net.mean_loss_unchecked))
+    value_and_grad = jax.jit(jax.value_and_grad(net.mean_loss_unchecked))
     n = x.shape[0]
+    running_losses = []
     for _ in range(epochs):
         key, shuffle_key = jax.random.split(key)
         order = np.asarray(jax.random.permutation(shuffle_key, n))
         stop = n - n % batch_size if drop_last else n
+        total = 0.0
         for begin in range(0, stop, batch_size):
             rows = order[begin : begin + batch_size]
-            grads = grad(params, jnp.asarray(x[rows]), jnp.asarray(y[rows]))
+            loss, grads = value_and_grad(params, jnp.asarray(x[rows]), jnp.asarray(y[rows]))
+            total += float(loss) * len(rows)
             params = jax.tree.map(lambda p, g: p - lr * np.asarray(g), params, grads)
-    return params
+        running_losses.append(total / stop)
+    return params, running_losses
 
 
 def _assert_params_close(actual, expected, rtol, atol):
@@ -89,19 +99,32 @@ def test_two_moons_held_out_accuracy():
         batch_size=32,
         key=jax.random.key(0),
         validation=(x[500:], y[500:]),
+        eval_every=5,
     )
     assert history["validation_accuracy"][-1] >= 0.97
-    assert history["train_loss"][-1] < history["train_loss"][0]
     assert history["epoch"] == list(range(1, 26))
+    assert history["running_loss"][-1] < history["running_loss"][0]
+    # The whole training set is evaluated only when asked: after epochs 5, 10, ..., 25.
+    assert history["eval_epoch"] == [5, 10, 15, 20, 25]
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    assert len(history["train_accuracy"]) == 5 and len(history["validation_loss"]) == 25
     json.dumps(history, allow_nan=False)  # JSON-able, no NaN
 
 
 @pytest.mark.parametrize(
     ("n", "batch_size", "drop_last"),
-    [(40, 8, False), (43, 8, False), (43, 8, True), (5, 8, False)],
-    ids=["divides", "partial-last-batch", "drop-last", "batch-larger-than-data"],
+    [(40, 8, False), (43, 8, False), (43, 8, True), (5, 8, False), (70, 32, False), (70, 32, True)],
+    ids=[
+        "divides",
+        "partial-last-batch",
+        "drop-last",
+        "batch-larger-than-data",
+        "gathered-per-step",  # batch_size >= GATHER_EPOCH_BELOW
+        "gathered-per-step-drop-last",
+    ],
 )
 def test_epochs_match_a_float64_python_loop(x64, n, batch_size, drop_last):
+    assert (batch_size >= train_module.GATHER_EPOCH_BELOW) == (batch_size == 32)
     net = Network((3, 5, 2), "tanh", "sigmoid", "squared_error")
     x, y = _regression_data(n, 3, 2)
     params = net.init(jax.random.key(2), dtype=jnp.float32)
@@ -115,16 +138,20 @@ def test_epochs_match_a_float64_python_loop(x64, n, batch_size, drop_last):
         batch_size=batch_size,
         key=key,
         drop_last=drop_last,
+        eval_every=3,
     )
-    expected = _reference_sgd(
+    expected, running_losses = _reference_sgd(
         net, params, x, y, key, epochs=3, batch_size=batch_size, lr=0.3, drop_last=drop_last
     )
     _assert_params_close(trained, expected, rtol=2e-5, atol=2e-6)
-    # The history's train loss is the mean loss of the whole training set after each epoch.
+    np.testing.assert_allclose(history["running_loss"], running_losses, rtol=2e-5)
+    # With eval_every=3, the train loss is the mean loss of the whole training set after
+    # epoch 3.
     final_loss = float(
         net.mean_loss_unchecked(expected, jnp.asarray(x, jnp.float64), jnp.asarray(y, jnp.float64))
     )
-    np.testing.assert_allclose(history["train_loss"][-1], final_loss, rtol=1e-5)
+    assert history["eval_epoch"] == [3]
+    np.testing.assert_allclose(history["train_loss"], [final_loss], rtol=1e-5)
 
 
 def test_manual_and_autodiff_trajectories_agree_step_by_step():
@@ -172,7 +199,7 @@ def test_train_manual_and_autodiff_histories_agree():
     }
     _assert_params_close(runs["manual"][0], runs["autodiff"][0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(
-        runs["manual"][1]["train_loss"], runs["autodiff"][1]["train_loss"], rtol=1e-5
+        runs["manual"][1]["running_loss"], runs["autodiff"][1]["running_loss"], rtol=1e-5
     )
 
 
@@ -267,7 +294,85 @@ def test_divergence_stops_and_returns_the_last_finite_params():
     _assert_params_close(trained, expected, rtol=0, atol=0)
 
 
+def test_divergence_never_hands_a_non_finite_state_to_on_save():
+    net = Network((3, 4, 1), "identity", "identity", "squared_error")
+    x, y = _regression_data(40, 3, 1)
+    saved = []
+
+    def on_save(state, history):
+        arrays = jax.tree.map(np.asarray, (state.params, state.opt_state))
+        saved.append((int(state.epoch), arrays, history["stopped"]))
+
+    with pytest.warns(DivergenceWarning):
+        trained, history = train(
+            net,
+            net.init(jax.random.key(0)),
+            (x, y),
+            optimizer=optax.sgd(1.5),
+            epochs=50,
+            batch_size=8,
+            key=jax.random.key(3),
+            on_save=on_save,
+        )
+    # Saved once, at the stop, with the last finite state and the reason.
+    assert [(epoch, stopped) for epoch, _, stopped in saved] == [
+        (len(history["epoch"]), history["stopped"])
+    ]
+    _, (params, opt_state), _ = saved[0]
+    for leaf in jax.tree.leaves((params, opt_state)):
+        assert np.all(np.isfinite(leaf))
+    _assert_params_close(params, trained, rtol=0, atol=0)
+
+
+def _overflowing_state_optimizer():
+    """An optimizer whose state overflows to Inf while the parameters never move."""
+
+    def init(params):
+        return {"accumulated": jnp.ones((), jnp.float32)}
+
+    def update(grads, state, params=None):
+        zeros = jax.tree.map(jnp.zeros_like, grads)
+        return zeros, {"accumulated": state["accumulated"] * jnp.float32(1e30)}
+
+    return optax.GradientTransformation(init, update)
+
+
+def test_a_non_finite_optimizer_state_trips_the_guard():
+    net = Network((2, 3, 1))
+    x, y = _regression_data(8, 2, 1)
+    optimizer = _overflowing_state_optimizer()
+    state = init_state(net.init(jax.random.key(0)), optimizer, jax.random.key(1))
+    # 1e30 per step: finite after epoch 1 (one step: 1e30), Inf during epoch 2.
+    with pytest.warns(DivergenceWarning, match="diverged in epoch 2"):
+        final, history = fit(net, state, (x, y), optimizer=optimizer, epochs=5, batch_size=8)
+    assert history["epoch"] == [1]
+    assert int(final.epoch) == 1
+    np.testing.assert_array_equal(np.asarray(final.opt_state["accumulated"]), np.float32(1e30))
+
+
+@pytest.mark.parametrize("where", ["params", "opt_state"])
+def test_a_non_finite_starting_state_is_refused_naming_the_leaf(monkeypatch, where):
+    monkeypatch.setattr(train_module, "_epoch", _no_tracing)
+    net = Network((2, 3, 1))
+    x, y = _regression_data(8, 2, 1)
+    optimizer = optax.adam(0.1)
+    state = init_state(net.init(jax.random.key(0)), optimizer, jax.random.key(1))
+    if where == "params":
+        state.params[1]["W"] = state.params[1]["W"].at[0, 2].set(jnp.nan)
+        match = r"params/1/W \(W_2\) holds 1 non-finite value"
+    else:
+        mu = state.opt_state[0].mu
+        mu[0]["b"] = mu[0]["b"].at[:].set(jnp.inf)
+        match = r"opt_state/0/mu/0/b holds 3 non-finite value"
+    with pytest.raises(ValueError, match=match):
+        fit(net, state, (x, y), optimizer=optimizer, epochs=1)
+
+
 # ----- refusing bad input up front ------------------------------------------------------
+
+
+def _no_tracing(*args, **kwargs):
+    raise AssertionError("the epoch was traced before the input was checked")
 
 
 def _bad_input_cases():
@@ -316,6 +421,34 @@ def _bad_input_cases():
             r"validation: .*\[0, 1\]",
         ),
         ("bad-mesh", net_bce, (x, y01), {"mesh": "cpu"}, TypeError, "Mesh"),
+        (
+            "integer-labels",
+            net_ce,
+            (x, np.array([0, 1, 2, 0, 1, 2])),
+            {},
+            ValueError,
+            r"integer class labels .* values 0\.\.2.* jax\.nn\.one_hot\(y\.ravel\(\), 3\)",
+        ),
+        (
+            "integer-label-column",
+            net_ce,
+            (x, np.array([[0.0], [1], [2], [2], [1], [0]], np.float32)),
+            {},
+            ValueError,
+            r"integer class labels \(shape \(6, 1\)",
+        ),
+        ("1d-binary-targets", net_bce, (x, y01[:, 0]), {}, ValueError, r"y\.reshape\(-1, 1\)"),
+        ("eval-every-0", net_bce, (x, y01), {"eval_every": 0}, ValueError, "eval_every"),
+        ("save-every-0", net_bce, (x, y01), {"save_every": 0}, ValueError, "save_every"),
+        (
+            "save-every-without-on-save",
+            net_bce,
+            (x, y01),
+            {"save_every": 2},
+            ValueError,
+            "save_every needs on_save",
+        ),
+        ("on-save-not-callable", net_bce, (x, y01), {"on_save": "ck.npz"}, TypeError, "on_save"),
     ]
 
 
@@ -325,10 +458,7 @@ def _bad_input_cases():
     ids=[case[0] for case in _bad_input_cases()],
 )
 def test_bad_input_is_refused_before_compiling(monkeypatch, net, data, kwargs, error, match):
-    def no_tracing(*args, **kw):
-        raise AssertionError("the epoch was traced before the input was checked")
-
-    monkeypatch.setattr(train_module, "_epoch", no_tracing)
+    monkeypatch.setattr(train_module, "_epoch", _no_tracing)
     params = net.init(jax.random.key(0))
     with pytest.raises(error, match=match):
         train(net, params, data, **{"epochs": 2, "batch_size": 2, **kwargs})
@@ -341,7 +471,7 @@ def test_probability_targets_that_sum_to_one_are_accepted():
     _, history = train(
         net, net.init(jax.random.key(0)), (x, y), epochs=1, batch_size=2, key=jax.random.key(0)
     )
-    assert len(history["train_loss"]) == 1
+    assert len(history["running_loss"]) == 1
 
 
 def test_fit_continues_a_history():
@@ -407,3 +537,214 @@ def test_iterate_epochs_yields_after_every_epoch():
     # The same epochs as fit's.
     fitted, history = fit(net, state, (x, y), optimizer=optimizer, epochs=3, batch_size=5)
     assert history["epoch"] == [1, 2, 3] and int(fitted.epoch) == 3
+
+
+# ----- checkpoint hook and interruptions ----------------------------------------------------
+
+
+class _Saves:
+    """An on_save hook that keeps host copies of what it was given."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, state, history):
+        self.calls.append(
+            {
+                "epoch": int(state.epoch),
+                "params": jax.tree.map(np.asarray, state.params),
+                "history_epochs": list(history["epoch"]),
+            }
+        )
+
+    @property
+    def epochs(self):
+        return [call["epoch"] for call in self.calls]
+
+
+def _small_fit_problem():
+    net = Network((2, 3, 1))
+    x, y = _regression_data(12, 2, 1)
+    optimizer = optax.sgd(0.1)
+    state = init_state(net.init(jax.random.key(0)), optimizer, jax.random.key(1))
+    return net, x, y, optimizer, state
+
+
+def test_save_every_saves_those_epochs_and_the_last_one():
+    net, x, y, optimizer, state = _small_fit_problem()
+    saves = _Saves()
+    kwargs = dict(optimizer=optimizer, batch_size=5)
+    fit(net, state, (x, y), epochs=5, save_every=2, on_save=saves, **kwargs)
+    assert saves.epochs == [2, 4, 5]
+    assert [call["history_epochs"] for call in saves.calls] == [
+        [1, 2],
+        [1, 2, 3, 4],
+        [1, 2, 3, 4, 5],
+    ]
+    # What was saved at epoch 4 is exactly the state of a 4-epoch run.
+    four, _ = fit(net, state, (x, y), epochs=4, **kwargs)
+    _assert_params_close(saves.calls[1]["params"], four.params, rtol=0, atol=0)
+    # Resumed runs count epochs from the checkpoint: 4 + 3 epochs save at 6 and 7.
+    saves = _Saves()
+    fit(net, four, (x, y), epochs=3, save_every=2, on_save=saves, **kwargs)
+    assert saves.epochs == [6, 7]
+
+
+def test_an_interrupt_in_on_epoch_saves_the_last_completed_epoch():
+    net, x, y, optimizer, state = _small_fit_problem()
+    saves = _Saves()
+
+    def interrupt_after_third(state, history):
+        if int(state.epoch) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(
+            net,
+            state,
+            (x, y),
+            optimizer=optimizer,
+            epochs=10,
+            batch_size=5,
+            on_epoch=interrupt_after_third,
+            on_save=saves,
+        )
+    assert saves.epochs == [3]
+    assert saves.calls[0]["history_epochs"] == [1, 2, 3]
+    three, _ = fit(net, state, (x, y), optimizer=optimizer, epochs=3, batch_size=5)
+    _assert_params_close(saves.calls[0]["params"], three.params, rtol=0, atol=0)
+
+
+def test_an_interrupt_during_an_epoch_saves_the_one_before(monkeypatch):
+    net, x, y, optimizer, state = _small_fit_problem()
+    saves = _Saves()
+    original = train_module._record_epoch
+
+    def interrupted_in_epoch_4(history, epoch, *args):
+        original(history, epoch, *args)  # epoch 4 half recorded, not completed
+        if epoch == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_record_epoch", interrupted_in_epoch_4)
+    with pytest.raises(KeyboardInterrupt):
+        fit(net, state, (x, y), optimizer=optimizer, epochs=10, batch_size=5, on_save=saves)
+    assert saves.epochs == [3]
+    assert saves.calls[0]["history_epochs"] == [1, 2, 3]  # epoch 4's row left out
+
+
+def test_an_interrupt_saves_nothing_new_when_nothing_new_finished(monkeypatch):
+    net, x, y, optimizer, state = _small_fit_problem()
+    saves = _Saves()
+
+    def interrupted(history, epoch, *args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_record_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fit(net, state, (x, y), optimizer=optimizer, epochs=3, batch_size=5, on_save=saves)
+    assert saves.epochs == []
+
+
+def test_an_interrupt_right_after_a_periodic_save_does_not_save_twice():
+    net, x, y, optimizer, state = _small_fit_problem()
+    saves = _Saves()
+
+    def interrupt_after_second(state, history):
+        if int(state.epoch) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(
+            net,
+            state,
+            (x, y),
+            optimizer=optimizer,
+            epochs=10,
+            batch_size=5,
+            on_epoch=interrupt_after_second,
+            save_every=2,
+            on_save=saves,
+        )
+    assert saves.epochs == [2]
+
+
+def test_history_through_keeps_only_the_earlier_epochs():
+    history = new_history()
+    history.update(
+        epoch=[1, 2, 3],
+        running_loss=[0.3, 0.2, 0.1],
+        validation_loss=[0.4, 0.3, 0.2],
+        validation_accuracy=[0.5, 0.6, 0.7],
+        eval_epoch=[2],
+        train_loss=[0.25],
+        train_accuracy=[0.9],
+        checks=[{"epoch": 1, "ok": True}, {"epoch": 3, "ok": True}],
+    )
+    through = history_through(history, 2)
+    assert through["epoch"] == [1, 2] and through["running_loss"] == [0.3, 0.2]
+    assert through["validation_accuracy"] == [0.5, 0.6]
+    assert through["eval_epoch"] == [2] and through["train_loss"] == [0.25]
+    assert through["checks"] == [{"epoch": 1, "ok": True}]
+    assert history["epoch"] == [1, 2, 3]  # a copy: the original is untouched
+
+
+# ----- defaults, evaluation, checked data ------------------------------------------------------
+
+
+def test_the_defaults_are_sgd_0_5_batches_of_32_and_30_epochs():
+    net = Network((2, 4, 1))
+    x, y = _regression_data(70, 2, 1)
+    params = net.init(jax.random.key(0))
+    default, default_history = train(net, params, (x, y), key=jax.random.key(1))
+    explicit, _ = train(
+        net,
+        params,
+        (x, y),
+        optimizer=optax.sgd(0.5),
+        epochs=30,
+        batch_size=32,
+        key=jax.random.key(1),
+    )
+    assert default_history["epoch"] == list(range(1, 31))
+    _assert_params_close(default, explicit, rtol=0, atol=0)
+    assert train_module.DEFAULT_LEARNING_RATE == 0.5
+    assert (train_module.DEFAULT_BATCH_SIZE, train_module.DEFAULT_EPOCHS) == (32, 30)
+
+
+def test_evaluate_on_matches_numpy():
+    net = Network((3, 5, 1), "tanh", "sigmoid", "binary_cross_entropy")
+    x, _ = _regression_data(20, 3, 1)
+    y = (x[:, :1] > 0).astype(np.float32)
+    params = net.init(jax.random.key(0))
+    a = x.astype(np.float64)
+    a = np.tanh(a @ np.asarray(params[0]["W"], np.float64).T + np.asarray(params[0]["b"]))
+    z = a @ np.asarray(params[1]["W"], np.float64).T + np.asarray(params[1]["b"])
+    p = 1 / (1 + np.exp(-z))
+    expected_loss = np.mean(-(y * np.log(p) + (1 - y) * np.log1p(-p)))
+    expected_accuracy = np.mean((p >= 0.5) == (y >= 0.5))
+    loss, accuracy_ = evaluate_on(net, params, (x, y))
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    assert accuracy_ == pytest.approx(expected_accuracy)
+
+
+def test_checked_device_arrays_are_not_checked_again(monkeypatch):
+    net, x, y, optimizer, state = _small_fit_problem()
+    checks = []
+    original = Network.check_batch
+
+    def counting_check_batch(self, params, x, y):
+        checks.append(1)
+        return original(self, params, x, y)
+
+    monkeypatch.setattr(Network, "check_batch", counting_check_batch)
+    x_device, y_device = check_data(net, state.params, (x, y), "data")
+    assert len(checks) == 1
+    fit(net, state, (x_device, y_device), optimizer=optimizer, epochs=1, batch_size=5)
+    evaluate_on(net, state.params, (x_device, y_device))
+    assert len(checks) == 1  # the same (immutable) arrays: not checked again
+    fit(net, state, (x, y), optimizer=optimizer, epochs=1, batch_size=5)
+    assert len(checks) == 2  # numpy arrays may have changed: checked every time
+    # Another loss asks other things of the targets: checked again.
+    other = Network((2, 3, 1), "tanh", "sigmoid", "binary_cross_entropy")
+    check_data(other, state.params, (x_device, y_device), "data")
+    assert len(checks) == 3

@@ -26,9 +26,20 @@ class UsageError(Exception):
 
 
 def int_list(text: str) -> tuple[int, ...]:
-    """An argparse type: ``"16,16"`` -> ``(16, 16)``, with a one-line error otherwise."""
+    """An argparse type: ``"16,16"`` -> ``(16, 16)``, with a one-line error otherwise.
+
+    Every item must be an integer: an empty list (``""``) or an empty item (``"16,,16"``,
+    ``"16,"``) is refused rather than silently dropped.
+    """
+    parts = [part.strip() for part in text.split(",")]
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected comma-separated integers, got nothing")
+    if "" in parts:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r} (item {parts.index('') + 1} is empty)"
+        )
     try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
+        return tuple(int(part) for part in parts)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers, got {text!r}"

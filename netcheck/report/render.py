@@ -28,7 +28,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
-from netcheck._io import write_bytes_atomic
+from netcheck._io import make_temporary_directory, write_bytes_atomic
 from netcheck.report.figures import FIGURES, png_bytes
 from netcheck.report.tables import (
     SECTIONS,
@@ -61,13 +61,10 @@ def write_report(record: Record, directory: str | os.PathLike[str]) -> Path:
     directory = Path(directory)
     parent = directory.parent
     parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{directory.name}.tmp-"))
+    # The folder and its files get the user's umask, as any folder and file they make.
+    staging = make_temporary_directory(parent, prefix=f".{directory.name}.tmp-")
     try:
         render_into(record, staging)
-        # mkdtemp and the atomic writes make private files; a report is for reading.
-        staging.chmod(0o755)
-        for path in staging.iterdir():
-            path.chmod(0o644)
         _replace_directory(staging, directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
