@@ -101,9 +101,6 @@ One shared object, so that repeated calls reuse one compiled epoch.
 CHECK_EXAMPLES = 256
 """How many training examples ``check_every`` hands to :func:`netcheck.verifier.verify`."""
 
-_ONE_HOT_TOLERANCE = 1e-4
-"""How far a softmax cross-entropy target row may sum from 1 (float32 round-off of a mixture)."""
-
 GATHER_EPOCH_BELOW = 32
 """Below this batch size an epoch gathers all its rows in one go; from it on, step by step.
 
@@ -825,7 +822,6 @@ def check_data(net: Network, params: Params, data: Any, what: str) -> tuple[Arra
         x, y = net.check_batch(params, x, y)
     except (ValueError, TypeError) as error:
         raise type(error)(f"{what}: {error}") from None
-    _check_targets(net, np.asarray(y), what)
     _remember_checked(net, dtype, x, y)
     return x, y
 
@@ -945,26 +941,6 @@ def _leaf_name(path: tuple) -> str:
 @jax.jit
 def _non_finite_counts(leaves: list[Array]) -> list[Array]:
     return [jnp.sum(~jnp.isfinite(leaf), dtype=jnp.int32) for leaf in leaves]
-
-
-def _check_targets(net: Network, y: np.ndarray, what: str) -> None:
-    """Refuse targets outside what the network's loss accepts."""
-    if net.loss not in ("binary_cross_entropy", "softmax_cross_entropy"):
-        return
-    low, high = float(y.min()), float(y.max())
-    if low < 0 or high > 1:
-        raise ValueError(
-            f"{what}: {net.loss} needs targets y in [0, 1], got values in [{low:g}, {high:g}]"
-        )
-    if net.loss == "softmax_cross_entropy":
-        sums = y.astype(np.float64).sum(axis=1)
-        bad = np.flatnonzero(np.abs(sums - 1) > _ONE_HOT_TOLERANCE)
-        if bad.size:
-            raise ValueError(
-                f"{what}: softmax_cross_entropy needs target rows summing to 1 (one-hot or "
-                f"probabilities); {bad.size} row(s) do not, e.g. row {bad[0]} sums to "
-                f"{sums[bad[0]]:g}"
-            )
 
 
 def _check_network(net: Any) -> None:
