@@ -394,6 +394,8 @@ def environment() -> dict[str, Any]:
         "device_count": jax.device_count(),
         "jax_version": jax.__version__,
         "jaxlib_version": importlib.metadata.version("jaxlib"),
+        # The runtime behind the device, e.g. "cuda 12080" on a GPU ("<unknown>" on a CPU).
+        "platform_version": str(getattr(device.client, "platform_version", "<unknown>")),
         # None is JAX's default: full float32 on CPU, TF32 for float32 on recent NVIDIA GPUs.
         "matmul_precision": "default" if precision is None else str(precision),
         "x64": bool(jax.config.jax_enable_x64),

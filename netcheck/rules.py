@@ -51,11 +51,11 @@ from netcheck.verifier import measure
 from netcheck.verifier.checks import candidate_in_float64, check_concrete, check_seed
 from netcheck.verifier.maps import dtype_name, map_reasons, map_rows, run_map
 from netcheck.verifier.measure import F64
-from netcheck.verifier.network import witness_record
 from netcheck.verifier.point import Layout, split_point
 from netcheck.verifier.pytree import degenerate_self_floors
 from netcheck.verifier.rule import DEFAULT_CONSTANTS, checked_constants
 from netcheck.verifier.verdict import Agreement, Part, Verdict
+from netcheck.verifier.witness import witness_record
 
 Array = jax.Array
 PyTree = Any

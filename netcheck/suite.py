@@ -40,9 +40,9 @@ from netcheck.verifier.network import (
     measure_network_candidate,
     network_references,
     quantity_shapes,
-    witness_agrees,
 )
 from netcheck.verifier.rule import DEFAULT_CONSTANTS, Constants, rows_pass
+from netcheck.verifier.witness import witness_agrees
 
 FORMULA_KEYS = frozenset((*FORMULA_METRICS, "self_floor64", "max_self_floor64"))
 """The metrics of the formula part, dropped to judge the precision part alone."""

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from netcheck import train_bench
 from netcheck.report import render, tables
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,20 +36,35 @@ def _provenance(record: dict[str, Any]) -> str:
     )
 
 
-BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], list[tables.Table]]]] = {
-    "detection_power": ("detection_power.json", lambda record: [tables.power_table(record)]),
-    "verifier_cost": ("verifier_cost.json", tables.verifier_cost_tables),
-    "bench": ("bench.json", lambda record: [tables.goal_table(record["goals"])]),
+def _tables(draw: Callable[[dict[str, Any]], list[tables.Table]]) -> Callable[[dict], str]:
+    """A block of the report's own tables, then where the record comes from."""
+
+    def text(record: dict[str, Any]) -> str:
+        parts = [render.markdown_table(table).strip() for table in draw(record)]
+        return "\n\n".join([*parts, _provenance(record)])
+
+    return text
+
+
+BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+    "detection_power": (
+        "detection_power.json",
+        _tables(lambda record: [tables.power_table(record)]),
+    ),
+    "verifier_cost": ("verifier_cost.json", _tables(tables.verifier_cost_tables)),
+    "bench": ("bench.json", _tables(lambda record: [tables.goal_table(record["goals"])])),
+    "train_bench": (
+        "train_bench.json",
+        lambda record: train_bench.readme_section(record, "reports/artifacts/train_bench.json"),
+    ),
 }
-"""Block name -> (artifact file, the tables drawn from its record)."""
+"""Block name -> (artifact file, the Markdown drawn from its record)."""
 
 
 def block_text(name: str) -> str:
     """The Markdown of one generated block, from its artifact."""
     filename, draw = BLOCKS[name]
-    record = json.loads((ARTIFACTS / filename).read_text(encoding="utf-8"))
-    parts = [render.markdown_table(table).strip() for table in draw(record)]
-    return "\n\n".join([*parts, _provenance(record)])
+    return draw(json.loads((ARTIFACTS / filename).read_text(encoding="utf-8"))).strip()
 
 
 def updated(text: str) -> str:

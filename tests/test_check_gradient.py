@@ -338,9 +338,9 @@ def test_order_2_judges_hessian_vector_products_through_the_candidate():
     assert hvp.kind == "hvp" and hvp.formula.ok and hvp.precision.ok
     # The truth it judged against is H v by hand: check the worst element's truth.
     # (The direction is internal; rebuild it as the verifier draws it.)
-    from netcheck.verifier.pytree import _hvp_directions
+    from netcheck.verifier.second_order import hvp_direction
 
-    v = _hvp_directions(0, 1, [w])[0]
+    v = hvp_direction(0, 1, [w])[0]
     expected = _hvp64_numpy(w, x, v)
     assert hvp.precision.worst_truth == pytest.approx(expected[hvp.precision.worst_index], rel=1e-9)
 

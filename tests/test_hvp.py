@@ -30,7 +30,7 @@ from cases import (
 )
 
 import netcheck as nc
-from netcheck import autodiff, backprop, hvp
+from netcheck import autodiff, backprop, hvp, mutants
 
 EPS64 = float(np.finfo(np.float64).eps)
 
@@ -372,3 +372,57 @@ def test_bad_direction_is_refused_before_tracing(case, method):
     with pytest.raises(error, match=match):
         getattr(net, method)(params, x, y, corrupt(params))
     assert compiled == (hvp.manual_hvp_jit._cache_size(), autodiff.autodiff_hvp_jit._cache_size())
+
+
+# ----- verify(order=2): the R-operator judged by the verifier -------------------------------
+
+
+def _verify_problem():
+    net = nc.Network([3, 5, 5, 2], activation="tanh", loss="squared_error")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 3)).astype(np.float32)
+    y = rng.normal(size=(8, 2)).astype(np.float32)
+    return net, net.init(0), x, y
+
+
+def _hvp_layer(row) -> int:
+    # "H·v1 W_2" -> 2
+    return int(row.name.rsplit("_", 1)[1])
+
+
+def test_verify_order_2_passes_the_manual_hvp_and_adds_its_rows():
+    net, params, x, y = _verify_problem()
+    first = nc.verify(net, params, x, y)
+    second = nc.verify(net, params, x, y, order=2)
+    assert second.ok, str(second)
+    hvp_rows = [row for row in second.rows if row.kind == "hvp"]
+    assert [row.name for row in hvp_rows] == [
+        f"H·v{k} {kind}_{layer}" for k in (1, 2) for layer in (1, 2, 3) for kind in ("W", "b")
+    ]
+    assert [row.name for row in second.rows[: len(first.rows)]] == [r.name for r in first.rows]
+    # The formula part ran: the manual R-operator is dtype-generic.
+    assert all(row.formula is not None for row in hvp_rows)
+
+
+@pytest.mark.parametrize("name", sorted(mutants.HVP_MUTANTS))
+def test_verify_order_2_catches_every_planted_hvp_bug_at_its_layer(name):
+    net, params, x, y = _verify_problem()
+    mutant = mutants.HVP_MUTANTS[name]
+    assert mutant.applies(net, x.shape[0])
+    verdict = nc.verify(net, params, x, y, order=2, hvp_fn=mutant.hvp)
+    assert not verdict.ok
+    assert all(row.ok for row in verdict.rows if row.kind != "hvp")  # first order untouched
+    bad = [row for row in verdict.rows if row.kind == "hvp" and not row.ok]
+    assert bad and all(row.status == "wrong_formula" for row in bad), str(verdict)
+    assert max(_hvp_layer(row) for row in bad) == mutant.expected_layer(net)
+
+
+def test_verify_order_2_refuses_bad_arguments():
+    net, params, x, y = _verify_problem()
+    with pytest.raises(ValueError, match="order must be 1 or 2"):
+        nc.verify(net, params, x, y, order=3)
+    with pytest.raises(TypeError, match="hvp_fn"):
+        nc.verify(net, params, x, y, order=2, hvp_fn="manual")
+    wrong_shape = lambda net, params, x, y, v: v[:1]  # noqa: E731
+    verdict = nc.verify(net, params, x, y, order=2, hvp_fn=wrong_shape)
+    assert not verdict.ok and "second order not checked" in verdict.rows[-1].why

@@ -9,6 +9,7 @@ temporary folder and must exit 0.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -102,3 +103,27 @@ def test_the_cli_examples_run(argv, tmp_path, monkeypatch):
     if argv[:2] == ["report", "--from"]:  # it re-renders the report a previous line made
         assert main(["report", "--no-progress", "--stages", "training"]) == 0
     assert main(argv) == 0
+
+
+def _update_readme_module():
+    path = README.parent / "scripts" / "update_readme.py"
+    spec = importlib.util.spec_from_file_location("update_readme", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_measured_table_in_the_readme_is_drawn_from_its_committed_artifact():
+    """Each generated block equals what ``scripts/update_readme.py`` draws from
+    ``reports/artifacts/`` now: a changed artifact or a hand-edited number fails here."""
+    update_readme = _update_readme_module()
+    text = README.read_text(encoding="utf-8")
+    names = re.findall(r"<!-- generated: (\w+) -->", text)
+    assert sorted(names) == sorted(update_readme.BLOCKS)
+    for name in names:
+        block = re.search(
+            rf"<!-- generated: {name} -->\n(.*?)\n<!-- end generated: {name} -->", text, re.S
+        )
+        assert block is not None and block.group(1) == update_readme.block_text(name), name
+        artifact = json.loads((update_readme.ARTIFACTS / update_readme.BLOCKS[name][0]).read_text())
+        assert artifact["command"] in block.group(1), name

@@ -292,9 +292,7 @@ def test_a_tiny_benchmark_record(tmp_path, capsys):
     assert "Nielsen's `network.py`" in section and record["command"] in section
 
 
-def test_the_readme_quotes_the_committed_artifact():
+def test_the_committed_artifact_is_a_full_record():
     record = json.loads((ROOT / ARTIFACT).read_text())
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert train_bench.readme_section(record, ARTIFACT) in readme
     assert record["command"].startswith("python -m netcheck.train_bench ")
     assert record["throughput"]["speedups"] and record["overhead"]["goals"]

@@ -687,12 +687,18 @@ legends), so a new stage needs only its entry here and its stage function."""
 # ----- the run, in words ---------------------------------------------------------------
 
 
+def _runtime(env: Record) -> str:
+    """The device runtime's version (``, cuda 12080``), where the record has one."""
+    version = env.get("platform_version", "<unknown>")
+    return "" if version in ("<unknown>", env["platform"]) else f", {version}"
+
+
 def run_lines(record: Record) -> list[str]:
     """Where the report ran, what each stage took, and the bench grid."""
     env = record["environment"]
     lines = [
         f"Created {record['created']} by netcheck {record['netcheck_version']} on "
-        f"{env['device']} ({env['platform']}, {env['device_count']} device(s)), "
+        f"{env['device']} ({env['platform']}{_runtime(env)}, {env['device_count']} device(s)), "
         f"JAX {env['jax_version']}, matmul precision {env['matmul_precision']}; "
         f"all stages took {fmt(record['elapsed_s'])} s.",
     ]

@@ -32,10 +32,10 @@ import numpy as np
 
 from netcheck.verifier import measure
 from netcheck.verifier.measure import F64
-from netcheck.verifier.network import witness_reason, witness_record
 from netcheck.verifier.point import Layout
 from netcheck.verifier.rule import Constants, judge_quantity
 from netcheck.verifier.verdict import Agreement, Verdict
+from netcheck.verifier.witness import witness_reason, witness_record
 
 Array = jax.Array
 PyTree = Any

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from netcheck import backprop
+from netcheck import backprop, hvp
 from netcheck.network import Network, Params
 from netcheck.verifier import measure
 from netcheck.verifier.checks import (
@@ -28,20 +28,23 @@ from netcheck.verifier.checks import (
     check_like,
     check_seed,
 )
+from netcheck.verifier.maps import HessianMap, combine
 from netcheck.verifier.measure import F64
+from netcheck.verifier.point import candidate_leaves, split_point
 from netcheck.verifier.rule import (
     DEFAULT_CONSTANTS,
-    FD_MULTIPLE,
-    FD_RELATIVE,
     Constants,
     checked_constants,
     judge_quantity,
 )
-from netcheck.verifier.verdict import Agreement, LayerAgreement, Verdict, Witness
+from netcheck.verifier.second_order import HVP_DIRECTIONS, hvp_verdict
+from netcheck.verifier.verdict import Agreement, LayerAgreement, Verdict
+from netcheck.verifier.witness import witness_reason, witness_record
 
 Array = jax.Array
 GradFn = Callable[[Network, Params, Array, Array], Params]
 DeltasFn = Callable[[Network, Params, Array, Array], list[Array]]
+HvpFn = Callable[[Network, Params, Array, Array, Params], Params]
 
 KINKED_ACTIVATIONS = frozenset({"relu", "leaky_relu"})
 """Activations whose derivative jumps at ``z = 0`` (non-differentiable points)."""
@@ -283,42 +286,6 @@ def _measuring_program(n_elements_fast: bool) -> Callable[..., Any]:
 # ----- from numbers to a verdict (host side) --------------------------------------------
 
 
-def witness_tolerance(numbers: dict[str, Any]) -> Any:
-    """``FD_MULTIPLE · error + FD_RELATIVE · (|t·d| + ‖t‖ ‖d‖)`` (floats or arrays)."""
-    truth = np.abs(np.asarray(numbers["truth"]))
-    return FD_MULTIPLE * np.asarray(numbers["error"]) + FD_RELATIVE * (truth + numbers["bound"])
-
-
-def witness_agrees(numbers: dict[str, Any]) -> Any:
-    """Whether the finite differences agree with the truth (or abstain at a kink)."""
-    gap = np.abs(np.asarray(numbers["value"]) - np.asarray(numbers["truth"]))
-    return np.asarray(numbers["kink"]) | (gap <= witness_tolerance(numbers))
-
-
-def witness_record(numbers: dict[str, Any]) -> Witness:
-    """The :class:`Witness` from the program's witness numbers."""
-    return Witness(
-        value=float(numbers["value"]),
-        error=float(numbers["error"]),
-        truth=float(numbers["truth"]),
-        candidate=float(numbers["candidate"]),
-        tolerance=float(witness_tolerance(numbers)),
-        kink=bool(numbers["kink"]),
-        agrees=bool(witness_agrees(numbers)),
-    )
-
-
-def witness_reason(witness: Witness) -> str:
-    """The verdict's reason when the witness disagrees with the float64 truth."""
-    return (
-        f"reference suspect: float64 finite differences along a random direction "
-        f"({witness.value:.8g} ± {witness.error:.2g}) disagree with float64 autodiff "
-        f"({witness.truth:.8g}; tolerance {witness.tolerance:.2g}): jax.grad of this loss "
-        "is not its derivative here (a wrong custom rule inside the loss?), so no row can "
-        "be trusted"
-    )
-
-
 def network_verdict(
     net: Network,
     dtype: Any,
@@ -432,6 +399,8 @@ def verify(
     witness: bool = True,
     noise_multiple: float = DEFAULT_CONSTANTS.noise_multiple,
     tie_multiple: float = DEFAULT_CONSTANTS.tie_multiple,
+    order: int = 1,
+    hvp_fn: HvpFn | None = None,
 ) -> Verdict:
     """Check a manual backprop against autodiff, layer by layer, formula and precision.
 
@@ -457,6 +426,13 @@ def verify(
         witness: take the float64 finite-difference witness (on by default).
         noise_multiple: ``K`` (default 8).
         tie_multiple: ``T`` (default 4).
+        order: 1, or 2 to also judge the Hessian-vector product ``H v`` of the mean loss
+            along two random directions ``v_k`` (rows ``H·v_k W_ℓ``, ``H·v_k b_ℓ``), against
+            ``jax.jvp(jax.grad)`` with the same calibration (see
+            :mod:`netcheck.verifier.second_order`).
+        hvp_fn: with ``order=2``, the ``H v`` under test, ``(net, params, x, y, v) -> H v``
+            (the pytree of ``params``); default the R-operator by hand,
+            :func:`netcheck.hvp.manual_hvp` (compiled).
 
     Returns:
         The :class:`~netcheck.verifier.Verdict`.
@@ -477,6 +453,10 @@ def verify(
     deltas_fn = backprop.manual_deltas_jit if deltas_fn is None else deltas_fn
     check_callable(grad_fn, "grad_fn")
     check_callable(deltas_fn, "deltas_fn")
+    if isinstance(order, bool) or order not in (1, 2):
+        raise ValueError(f"order must be 1 or 2, got {order!r}")
+    hvp_fn = hvp.manual_hvp_jit if hvp_fn is None else hvp_fn
+    check_callable(hvp_fn, "hvp_fn")
     seed = check_seed(seed)
     grads = grad_fn(net, params, x, y)
     deltas = deltas_fn(net, params, x, y)
@@ -505,7 +485,43 @@ def verify(
             noise = measure.witness_noise(seed, quantities(net, grads, list(deltas)))
         measured = program(net, grads, list(deltas), grads64, deltas64, params, x, y, noise)
         measured = jax.tree_util.tree_map(np.asarray, measured)
-    return network_verdict(net, x.dtype, x.shape[0], measured, constants, formula_note)
+    verdict = network_verdict(net, x.dtype, x.shape[0], measured, constants, formula_note)
+    if order == 1:
+        return verdict
+    return combine([verdict, *_hvp_verdicts(net, params, x, y, hvp_fn, constants, seed, witness)])
+
+
+def _hvp_verdicts(
+    net: Network,
+    params: Params,
+    x: Array,
+    y: Array,
+    hvp_fn: HvpFn,
+    constants: Constants,
+    seed: int,
+    witness: bool,
+) -> list[Verdict]:
+    """The ``H·v_k`` rows of :func:`verify` with ``order=2``, one verdict per direction."""
+    layout, floats, arrays, _, _ = split_point(params, (x, y), {})
+    names = [f"{kind}_{layer}" for layer in range(1, net.depth + 1) for kind in sorted(params[0])]
+    float_names = [
+        jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]
+    ]
+
+    def hv_of(floats: list[Array], arrays: list[Array], v: list[Array]) -> tuple[list, str]:
+        point, (x_, y_), _ = layout.rebuild(floats, arrays)
+        direction = layout.rebuild(v, arrays)[0]
+        result = hvp_fn(net, point, x_, y_, direction)
+        leaves = candidate_leaves(
+            result, set(float_names), float_names, floats, "hvp_fn(net, params, x, y, v)"
+        )
+        return leaves, ""
+
+    hessian = HessianMap(net.mean_loss_unchecked, False, layout)
+    return [
+        hvp_verdict(hessian, hv_of, floats, arrays, names, constants, seed, k, witness, "hvp_fn")
+        for k in range(1, HVP_DIRECTIONS + 1)
+    ]
 
 
 def _check_deltas(net: Network, deltas: Any, x: Array) -> None:

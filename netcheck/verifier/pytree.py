@@ -35,22 +35,22 @@ from netcheck.verifier.maps import (
     run_map,
 )
 from netcheck.verifier.measure import F32, F64
-from netcheck.verifier.network import witness_record
 from netcheck.verifier.point import Layout, candidate_leaves, split_point
 from netcheck.verifier.rule import (
     DEFAULT_CONSTANTS,
-    Constants,
     checked_constants,
     unit_roundoff,
 )
-from netcheck.verifier.verdict import Agreement, Part, Verdict
+from netcheck.verifier.second_order import (
+    HVP_DIRECTIONS,
+    first_line,
+    hvp_verdict,
+)
+from netcheck.verifier.verdict import Verdict
+from netcheck.verifier.witness import witness_record
 
 Array = jax.Array
 PyTree = Any
-
-HVP_DIRECTIONS = 2
-"""With ``order=2``, the Hessian-vector products are checked along this many random
-directions (each scaled to the leaves' own sizes)."""
 
 
 def check_gradient(
@@ -157,7 +157,18 @@ def check_gradient(
         return verdict
     hessian = HessianMap(loss_fn, has_aux, layout)
     second = [
-        _hvp_verdict(hessian, candidate, floats, arrays, float_names, constants, seed, k, witness)
+        hvp_verdict(
+            hessian,
+            functools.partial(candidate_hvp, candidate),
+            floats,
+            arrays,
+            float_names,
+            constants,
+            seed,
+            k,
+            witness,
+            "the second derivative of grad_fn",
+        )
         for k in range(1, HVP_DIRECTIONS + 1)
     ]
     return combine([verdict, *second])
@@ -193,17 +204,6 @@ class Candidate:
         )
 
 
-def _hvp_directions(seed: int, k: int, floats: list[Array]) -> list[Array]:
-    """Direction ``v_k``: normal noise scaled to each leaf's root-mean-square, rounded to the
-    leaf's dtype (so the working run, the float64 truth and the candidate all see it)."""
-    noise = measure.witness_noise(seed + 7919 * k, floats)
-    directions = []
-    for draw, leaf in zip(noise, floats, strict=True):
-        rms = float(jnp.sqrt(jnp.mean(jnp.square(leaf.astype(jnp.float32))))) or 1.0
-        directions.append(jnp.asarray(np.asarray(draw) * rms, leaf.dtype))
-    return directions
-
-
 def candidate_hvp(
     candidate: Candidate, floats: list[Array], arrays: list[Array], v: list[Array]
 ) -> tuple[list[Array], str]:
@@ -213,111 +213,28 @@ def candidate_hvp(
         ``(H v per leaf, how)``.
 
     Raises:
-        Exception: the candidate's own error when neither mode can differentiate it.
+        ValueError: neither mode can differentiate the candidate (both errors named).
     """
     try:
         return list(
             jax.jvp(lambda f: candidate(f, arrays), (floats,), (v,))[1]
         ), "forward over reverse"
-    except Exception:  # e.g. a custom_vjp inside: no forward mode; try reverse mode
+    except Exception as forward:  # e.g. a custom_vjp inside: no forward mode; try reverse
 
         def along_v(f: list[Array]) -> Array:
             terms = [jnp.sum(c * d) for c, d in zip(candidate(f, arrays), v, strict=True)]
             return sum(terms[1:], terms[0])
 
-        grads = jax.grad(along_v)(floats)
+        try:
+            grads = jax.grad(along_v)(floats)
+        except Exception as reverse:
+            raise ValueError(
+                "grad_fn cannot be differentiated, in forward mode "
+                f"({first_line(forward)}) nor in reverse mode ({first_line(reverse)})"
+            ) from reverse
         return [g.astype(leaf.dtype) for g, leaf in zip(grads, floats, strict=True)], (
             "reverse over reverse"
         )
-
-
-def _hvp_verdict(
-    hessian: HessianMap,
-    candidate: Candidate,
-    floats: list[Array],
-    arrays: list[Array],
-    float_names: list[str],
-    constants: Constants,
-    seed: int,
-    k: int,
-    witness: bool,
-) -> Verdict:
-    """The ``H·v_k`` rows: the candidate's derivative along ``v_k`` against autodiff's."""
-    v = _hvp_directions(seed, k, floats)
-    names = [f"H·v{k} {name}" for name in float_names]
-    try:
-        hv, how = candidate_hvp(candidate, floats, arrays, v)
-    except Exception as error:  # the candidate's own failure is the verdict, not a traceback
-        return _undifferentiable(names[0].split()[0], error, constants, floats)
-    hv64, note = None, None
-    if any(jnp.dtype(leaf.dtype) != F64 for leaf in floats):
-        hv64, note = candidate_in_float64(
-            lambda: _hvp64(candidate, floats, arrays, v),
-            [jax.ShapeDtypeStruct(leaf.shape, F64) for leaf in floats],
-            f"the second derivative of grad_fn ({how})",
-        )
-    noise = measure.witness_noise(seed + 104729 * k, floats) if witness else None
-    measured = run_map(hessian, floats, arrays, v, hv, hv64, noise)
-    rows = map_rows(measured, names, "hvp", floats, constants)
-    return Verdict(
-        dtype=dtype_name(floats),
-        rows=tuple(rows),
-        layers=(),
-        reasons=tuple(map_reasons(measured, rows)),
-        first_bad_layer=None,
-        kink=False,
-        formula_note=note,
-        noise_multiple=constants.noise_multiple,
-        tie_multiple=constants.tie_multiple,
-    )
-
-
-def _hvp64(
-    candidate: Candidate, floats: list[Array], arrays: list[Array], v: list[Array]
-) -> list[Array]:
-    floats64, arrays64, v64 = measure.upcast_jit((floats, arrays, v))
-    return candidate_hvp(candidate, floats64, arrays64, v64)[0]
-
-
-def _undifferentiable(
-    name: str, error: Exception, constants: Constants, floats: list[Array]
-) -> Verdict:
-    """A verdict whose one row says the candidate cannot be differentiated, and why."""
-    first = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
-    why = (
-        f"grad_fn cannot be differentiated (neither forward nor reverse mode: "
-        f"{type(error).__name__}: {first}); second order not checked"
-    )
-    nan = float("nan")
-    part = Part(
-        "precision",
-        dtype_name(floats),
-        False,
-        nan,
-        nan,
-        nan,
-        nan,
-        nan,
-        nan,
-        (),
-        nan,
-        nan,
-        None,
-        float("inf"),
-        float("inf"),
-        why,
-    )
-    row = Agreement(name, None, "hvp", "fail", part, None, nan, nan, nan, (), why)
-    return Verdict(
-        dtype=dtype_name(floats),
-        rows=(row,),
-        layers=(),
-        reasons=(f"{name}: {why}",),
-        first_bad_layer=None,
-        kink=False,
-        noise_multiple=constants.noise_multiple,
-        tie_multiple=constants.tie_multiple,
-    )
 
 
 def _check_loss_output(
