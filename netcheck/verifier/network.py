@@ -86,28 +86,54 @@ def autodiff_quantities(net: Network, params: Params, x: Array, y: Array) -> lis
     return quantities(net, grads, [d * batch for d in scaled_deltas])
 
 
-def network_magnitudes(
-    net: Network, p64: Params, x64: Array, truths: list[Array]
-) -> list[Array | None]:
-    """The summed absolute terms of each weight and bias gradient (float64).
+def delta_magnitudes(net: Network, params: Params, cache: Any, y: Array) -> list[Array]:
+    """The summed absolute terms of each ``δ^ℓ`` (float64), ``[m^1..m^L]``, ``(batch, n_ℓ)``.
 
-    ``∂L/∂W_ℓ = Σ_i δ^ℓ_i (a^{ℓ-1}_i)ᵀ / n`` and ``∂L/∂b_ℓ = Σ_i δ^ℓ_i / n`` are sums that
-    can cancel (a single output bias of a balanced batch is near 0); rounding then scales
-    with ``|Δ^ℓ|ᵀ|A^{ℓ-1}|/n`` and ``Σ_i |δ^ℓ_i|/n``. ``δ^ℓ`` keeps ``|t|`` (``None``).
+    The δ recursion adds terms that can cancel, and rounding scales with the terms, not
+    with the sum: ``δ^L = ŷ - y`` (fused losses) or ``G(L)(ŷ - y)`` (squared error, the
+    only loss not fused), whose terms are ``|ŷ| + |y|``; a softmax output's Jacobian
+    ``diag(s) - s sᵀ`` adds ``s ⊙ e`` and ``-s (s·e)``; each ``δ^ℓ = G(ℓ) W_{ℓ+1}ᵀ δ^{ℓ+1}``
+    sums over ``W``'s columns. So ``m^L = |ŷ| + |y|`` (fused), ``|g'(z^L)| ⊙ (|ŷ| + |y|)``
+    or ``s ⊙ (e + s·e)`` with ``e = |ŷ| + |y|`` (softmax), and
+    ``m^ℓ = |g'(z^ℓ)| ⊙ (|W_{ℓ+1}|ᵀ m^{ℓ+1})``: each at least ``|δ^ℓ|``.
     """
-    activations = net.forward_cache(p64, x64).activations
+    z_out, y_hat = cache.pre_activations[-1], cache.activations[-1]
+    terms = jnp.abs(y_hat) + jnp.abs(y)
+    if net.loss_fn.fused:
+        top = terms
+    elif net.output.elementwise:
+        top = jnp.abs(net.output.derivative(z_out, y_hat)) * terms
+    else:  # softmax: ŷ = s ≥ 0
+        top = y_hat * (terms + jnp.sum(y_hat * terms, axis=-1, keepdims=True))
+    magnitudes = [top]
+    for layer in range(net.depth - 1, 0, -1):
+        g_prime = net.hidden.derivative(cache.pre_activations[layer - 1], cache.activations[layer])
+        magnitudes.append(jnp.abs(g_prime) * (magnitudes[-1] @ jnp.abs(params[layer]["W"])))
+    return magnitudes[::-1]
+
+
+def network_magnitudes(net: Network, p64: Params, x64: Array, y64: Array) -> list[Array]:
+    """The summed absolute terms of every quantity (float64), in :func:`quantity_names`' order.
+
+    ``δ^ℓ``: :func:`delta_magnitudes`. ``∂L/∂W_ℓ = Σ_i δ^ℓ_i (a^{ℓ-1}_i)ᵀ / n`` and
+    ``∂L/∂b_ℓ = Σ_i δ^ℓ_i / n`` are sums that can cancel too (a single output bias of a
+    balanced batch is near 0); rounding then scales with ``(M^ℓ)ᵀ|A^{ℓ-1}|/n`` and
+    ``Σ_i m^ℓ_i/n``.
+    """
+    cache = net.forward_cache(p64, x64)
+    deltas = delta_magnitudes(net, p64, cache, y64)
     batch = x64.shape[0]
-    named = dict(zip(quantity_names(net), truths, strict=True))
-    magnitudes: list[Array | None] = []
+    magnitudes: list[Array] = []
     for name in quantity_names(net):
         kind, layer_text = name.split("/")
-        delta = jnp.abs(named[f"delta/{layer_text}"])
+        layer = int(layer_text)
+        delta = deltas[layer - 1]
         if kind == "W":
-            magnitudes.append(delta.T @ jnp.abs(activations[int(layer_text) - 1]) / batch)
+            magnitudes.append(delta.T @ jnp.abs(cache.activations[layer - 1]) / batch)
         elif kind == "b":
             magnitudes.append(jnp.sum(delta, axis=0) / batch)
         else:
-            magnitudes.append(None)
+            magnitudes.append(delta)
     return magnitudes
 
 
@@ -224,7 +250,7 @@ def network_references(
         "truth_nonfinite": measure.nonfinite_count(truths),
         "kinks": _kinks(net, params, x) + _kinks(net, p64, x64),
     }
-    refs = measure.References(truths, floors, network_magnitudes(net, p64, x64, truths), shared)
+    refs = measure.References(truths, floors, network_magnitudes(net, p64, x64, y64), shared)
     if noise is None:
         return refs
     estimate, directions, weights = network_witness(net, p64, x64, y64, noise)
