@@ -36,12 +36,17 @@ _SPECS = suite.default_cases()[:: suite.SUITE_SEEDS]
 """The default suite's 27 specs (every hidden activation x loss pair), by index."""
 
 NETWORK_CORPUS = {
-    "float64": (1, 9),
-    "float32": (11, 15),
-    "bfloat16": (9, 20),
-    "float16": (1, 23),
+    "float64": 17,  # silu, softmax output, squared error, 3-6-6-3, batch 12, no bias
+    "float32": 1,  # sigmoid, sigmoid output, binary cross-entropy, 3-8-1, batch 16
+    "bfloat16": 4,  # leaky relu, sigmoid output, binary cross-entropy, 2-4-3, batch 3
+    "float16": 7,  # gelu, sigmoid output, binary cross-entropy, 5-8-1, batch 16, no bias
 }
-"""Per dtype, the default-suite specs run in that dtype (indices into :data:`_SPECS`)."""
+"""Per dtype, the default-suite spec run in that dtype (an index into :data:`_SPECS`).
+
+Chosen from a sweep of all 27 specs x 4 dtypes x 32 seeds (3456 correct cases, witness
+off) as cases near the edge: the largest ratio distance / tolerance over their 32 seeds
+is 0.96, 0.28, 0.38 and 0.29, and ``K = 2`` or ``T = 0.4`` raises alarms on the first
+three. A compiled group costs seconds, hence one spec per dtype."""
 
 
 def _corpus_cases(index: int, dtype: str, seeds: range = range(SEEDS)) -> list[suite.Case]:
@@ -53,13 +58,33 @@ def _failures(verdicts: list[Verdict], cases: list[suite.Case]) -> list[str]:
     return [f"{case.id}: {v.reason}" for case, v in zip(cases, verdicts, strict=True) if not v.ok]
 
 
-@pytest.mark.parametrize(
-    ("dtype", "index"),
-    [(dtype, index) for dtype, indices in NETWORK_CORPUS.items() for index in indices],
-    ids=lambda v: str(v),
+@pytest.mark.parametrize("dtype", suite.DTYPES)
+def test_correct_backprop_raises_no_alarm_on_the_network_corpus(dtype):
+    cases = _corpus_cases(NETWORK_CORPUS[dtype], dtype)
+    verdicts = suite.run_group(cases, witness=False)[0]
+    assert not _failures(verdicts, cases)
+
+
+# Correct gradients the default constants still fail (found by the sweep above). Strict:
+# when the verifier is fixed they pass, and the mark must go.
+KNOWN_FALSE_ALARMS = [
+    # The default suite's own case silu-softmax-squared_error-3x6x6x3-b12-nobias-float32-
+    # s17001: W_3's formula part, max norm, 3.61e-16 > 3.5e-16.
+    (17, "float32", 17001),
+    # elu-softmax-squared_error-4x5x7x3-b1-bias: δ^3 = G(L)(a - y) with G(L) = diag(s) - s sᵀ,
+    # a cancelling sum judged against |t| rather than its terms; 1.67e-16 > 5.32e-17.
+    (14, "float32", 14015),
+]
+
+
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="known false alarm of the default constants"
 )
-def test_correct_backprop_raises_no_alarm_on_the_network_corpus(dtype, index):
-    cases = _corpus_cases(index, dtype)
+@pytest.mark.parametrize(("index", "dtype", "seed"), KNOWN_FALSE_ALARMS)
+def test_known_false_alarms_on_correct_backprop(index, dtype, seed):
+    cases = _corpus_cases(
+        index, dtype, range(seed - _SPECS[index].seed, seed - _SPECS[index].seed + 1)
+    )
     verdicts = suite.run_group(cases, witness=False)[0]
     assert not _failures(verdicts, cases)
 
@@ -152,7 +177,12 @@ not caught at any ``ε ≤ 1``), so these ε sit between what the default catche
 ten-times blinder rule misses. They are within the goals the verifier states: ``1e-9``
 through the formula part in every dtype, ``1e-4`` for one float32 element by precision."""
 
-_COLUMNS = (("layer", "both"), ("layer", "precision"), ("element", "both"), ("element", "precision"))
+_COLUMNS = (
+    ("layer", "both"),
+    ("layer", "precision"),
+    ("element", "both"),
+    ("element", "precision"),
+)
 
 
 @pytest.mark.parametrize("dtype", suite.DTYPES)
@@ -170,3 +200,23 @@ def test_planted_errors_are_caught_at_the_stated_epsilon_and_above(dtype):
         at_or_above = epsilons >= stated * (1 - 0.02)  # the grid's 10^-k/2 vs 2 digits
         assert at_or_above.any()
         assert (detected[at_or_above] == 1).all(), (mutation, mode, stated)
+
+
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="known false alarm: a cancellation in bfloat16"
+)
+@pytest.mark.parametrize("w", [0.8, 3.0])
+def test_a_zero_gradient_computed_by_cancellation_at_more_points(w):
+    # test_check_gradient's regression (sin² + cos² = 1, autodiff and the truth exactly 0,
+    # the candidate 2 sin cos - sin 2w an ulp of its terms away) at two more points of a
+    # grid of 61 in [-3, 3]: in bfloat16 these fail (ratio 3.0 and 3.7).
+    def loss(w, x):
+        return jnp.sum(jnp.sin(w * x) ** 2 + jnp.cos(w * x) ** 2)
+
+    def grad(w, x):
+        return jnp.sum(2 * jnp.sin(w * x) * jnp.cos(w * x) * x - jnp.sin(2 * w * x) * x)
+
+    x = jnp.linspace(0.1, 3.0, 7).astype(jnp.bfloat16)
+    verdict = check_gradient(loss, grad, jnp.asarray(w, jnp.bfloat16), x, witness=False)
+    assert verdict.rows[0].precision.worst_truth == 0
+    assert verdict.ok, str(verdict)
