@@ -49,9 +49,9 @@ is 0.96, 0.28, 0.38 and 0.29, and ``K = 2`` or ``T = 0.4`` raises alarms on the 
 three. A compiled group costs seconds, hence one spec per dtype."""
 
 
-def _corpus_cases(index: int, dtype: str, seeds: range = range(SEEDS)) -> list[suite.Case]:
+def _corpus_cases(index: int, dtype: str) -> list[suite.Case]:
     spec = _SPECS[index]
-    return [dataclasses.replace(spec, dtype=dtype, seed=spec.seed + s) for s in seeds]
+    return [dataclasses.replace(spec, dtype=dtype, seed=spec.seed + s) for s in range(SEEDS)]
 
 
 def _failures(verdicts: list[Verdict], cases: list[suite.Case]) -> list[str]:
@@ -82,9 +82,7 @@ KNOWN_FALSE_ALARMS = [
 )
 @pytest.mark.parametrize(("index", "dtype", "seed"), KNOWN_FALSE_ALARMS)
 def test_known_false_alarms_on_correct_backprop(index, dtype, seed):
-    cases = _corpus_cases(
-        index, dtype, range(seed - _SPECS[index].seed, seed - _SPECS[index].seed + 1)
-    )
+    cases = [dataclasses.replace(_SPECS[index], dtype=dtype, seed=seed)]
     verdicts = suite.run_group(cases, witness=False)[0]
     assert not _failures(verdicts, cases)
 
@@ -209,7 +207,8 @@ def test_planted_errors_are_caught_at_the_stated_epsilon_and_above(dtype):
 def test_a_zero_gradient_computed_by_cancellation_at_more_points(w):
     # test_check_gradient's regression (sin² + cos² = 1, autodiff and the truth exactly 0,
     # the candidate 2 sin cos - sin 2w an ulp of its terms away) at two more points of a
-    # grid of 61 in [-3, 3]: in bfloat16 these fail (ratio 3.0 and 3.7).
+    # grid of 61 in [-3, 3]: in bfloat16 the formula part fails there (ratio 3.0 and 3.7;
+    # its floor, the candidate's own rounding, is below the candidate's float64 error).
     def loss(w, x):
         return jnp.sum(jnp.sin(w * x) ** 2 + jnp.cos(w * x) ** 2)
 
