@@ -63,6 +63,15 @@ one-unit layer); then the dtype floor decides. Any correct result is rounded at 
 to the dtype, and a sum's rounding is relative to the magnitude of its terms, not of its
 (possibly cancelling) value: ``T = 4`` roundings of ``‖m‖``.
 
+Calibration, measured: over 3456 correct cases (the default suite's 27 specs, each in all
+four dtypes, 32 seeds), 9 cases fail, all softmax outputs under squared error (largest
+ratio distance / tolerance 4.7, float64): known false alarms of ``K = 8, T = 4``. On the
+other 103 (spec, dtype) groups the largest ratio is 0.96 in float64 (where the parts
+coincide); formula / precision 0.52 / 0.46 in float32, 0.81 / 0.45 in bfloat16 and
+0.93 / 0.54 in float16: a margin of only 1.04 to 2.2, not more. ``tests/test_calibration.py`` pins
+both sides: ``K = 2`` or ``T = 0.4`` raise alarms on its correct corpus, ``K = 80`` or
+``T = 40`` miss its planted errors.
+
 Where nothing measures the rounding
 -----------------------------------
 * Autodiff exact and the truth exactly 0 (``sin²w + cos²w``: autodiff cancels to exactly
