@@ -15,7 +15,9 @@ mutation's own small selection of tests is run against the copy, one pytest at a
 
 Outcomes: ``killed`` (the tests fail), ``survived`` (they pass), ``no longer applies`` (the
 expression matched 0 times, or more than once: the code changed and the catalogue must follow;
-never counted as killed), ``timeout``, and ``error`` (pytest collected nothing or was misused).
+never counted as killed), ``timeout``, and ``error`` (pytest collected nothing or was misused,
+or the test that killed the mutation fails on the unmutated copy too: every kill is confirmed
+by running its killing test once more without the mutation).
 A survivor that cannot be killed because the mutant computes the same thing carries its reason
 in the catalogue (``equivalent``), which the table and the JSON report.
 
@@ -268,7 +270,7 @@ CATALOGUE: tuple[Mutation, ...] = (
         r"(def witness_agrees\(.*\n(?:.*\n)*?\s+return )(.+)$",
         r"\g<1>np.ones(np.shape(gap), bool)",
         ("tests/test_verifier.py", "tests/test_check_gradient.py"),
-        keyword="witness",
+        keyword="reference_suspect",
     ),
     Mutation(
         "verifier:a disagreeing witness not reported by check_gradient",
@@ -276,7 +278,7 @@ CATALOGUE: tuple[Mutation, ...] = (
         r"if not witness\.agrees:",
         r"if False:",
         ("tests/test_check_gradient.py",),
-        keyword="witness",
+        keyword="reference_suspect",
     ),
     # ----- finite differences --------------------------------------------------------------
     Mutation(
@@ -514,10 +516,47 @@ def run_tests(copy: Path, mutation: Mutation, timeout_s: float) -> tuple[str, st
 
 def _first_failure(output: str) -> str:
     """The first ``FAILED``/``ERROR`` line of pytest's summary, without its prefix."""
-    for line in output.splitlines():
-        if line.startswith(("FAILED ", "ERROR ")):
-            return line.split(" ", 1)[1][:300]
+    failures = _failures(output)
+    if failures:
+        return failures[0][:300]
     return output.strip().splitlines()[-1][:300] if output.strip() else ""
+
+
+def _failures(output: str) -> list[str]:
+    """Every ``FAILED``/``ERROR`` line of pytest's short summary (the ``-ra`` of the
+    project's pytest options), without its prefix: ``node id - message``."""
+    prefixes = ("FAILED ", "ERROR ")
+    return [line.split(" ", 1)[1] for line in output.splitlines() if line.startswith(prefixes)]
+
+
+def killing_test(row: dict[str, Any]) -> str | None:
+    """The node id of the test that killed a mutation (``None`` for a collection error)."""
+    node = row["detail"].split(" - ", 1)[0].strip()
+    return node if row["outcome"] == KILLED and "::" in node else None
+
+
+def confirm_kills(copy: Path, rows: list[dict[str, Any]], timeout_s: float) -> None:
+    """Run every killing test once more on the unmutated copy, in one pytest: a kill whose
+    test fails without the mutation too is no kill (the suite was red already), and its
+    row becomes an error that says so. Rewrites ``rows`` in place."""
+    nodes = sorted({node for row in rows if (node := killing_test(row))})
+    if not nodes:
+        return
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *nodes]
+    command += ["-p", "no:xdist"] if _has_xdist() else []
+    done = subprocess.run(
+        command,
+        cwd=copy,
+        env=mutant_environment(copy),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s * 2,
+    )
+    red = {failure.split(" - ", 1)[0].strip() for failure in _failures(done.stdout)}
+    for row in rows:
+        if killing_test(row) in red:
+            row["outcome"] = ERROR
+            row["detail"] = f"its killing test fails without the mutation too: {row['detail']}"
 
 
 def check_one(copy: Path, mutation: Mutation, timeout_s: float) -> dict[str, Any]:
@@ -590,7 +629,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 def run_check(
     catalogue: tuple[Mutation, ...], timeout_s: float, root: Path = ROOT
 ) -> list[dict[str, Any]]:
-    """Every mutation of ``catalogue`` on one temporary copy of ``root``, one after another."""
+    """Every mutation of ``catalogue`` on one temporary copy of ``root``, one after another,
+    then the kills confirmed on the unmutated copy (:func:`confirm_kills`)."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="netcheck-mutation-") as scratch:
         copy = copy_repository(root, Path(scratch))
@@ -606,6 +646,7 @@ def run_check(
                 file=sys.stderr,
                 flush=True,
             )
+        confirm_kills(copy, rows, timeout_s)
     return rows
 
 
@@ -623,12 +664,13 @@ def main(argv: list[str] | None = None) -> int:
             matches = apply(source, mutation)[1]
             print(f"{matches:3d} match(es)  {mutation.file:32s} {mutation.name}")
         return 0
-    clock = time.perf_counter()
+    clock, load_at_start = time.perf_counter(), list(os.getloadavg())
     rows = run_check(catalogue, args.timeout)
     record = {
         "command": " ".join(["python", "scripts/mutation_check.py", *(argv or sys.argv[1:])]),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "load_average": list(os.getloadavg()),
+        "cpu_count": os.cpu_count(),
+        "load_average": {"start": load_at_start, "end": list(os.getloadavg())},
         "python": sys.version.split()[0],
         "wall_s": round(time.perf_counter() - clock, 1),
         "summary": summary(rows),

@@ -9,6 +9,7 @@ the tests run against is the one that ``import netcheck`` resolves to.
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
@@ -107,3 +108,31 @@ def test_the_pytest_command_runs_one_process_and_stops_at_the_first_failure():
     assert command[1:3] == ["-m", "pytest"]
     assert "-x" in command and "no:cacheprovider" in command
     assert command[-3:] == ["tests/test_x.py", "-k", "not slow"]
+
+
+def test_a_kill_whose_test_fails_without_the_mutation_is_no_kill(tmp_path, monkeypatch):
+    output = (
+        "F\n=== short test summary info ===\n"
+        "FAILED tests/test_a.py::test_one[x-y] - AssertionError: off by 1\n"
+        "1 failed in 0.1s\n"
+    )
+    rows = [
+        {"outcome": mutation_check.KILLED, "detail": mutation_check._first_failure(output)},
+        {"outcome": mutation_check.KILLED, "detail": "tests/test_b.py::test_two - assert 0"},
+        {"outcome": mutation_check.SURVIVED, "detail": ""},
+    ]
+    assert mutation_check.killing_test(rows[0]) == "tests/test_a.py::test_one[x-y]"
+    ran = []
+
+    def fake_run(command, **kwargs):
+        ran.append(command)
+        # Unmutated, test_a's test still fails and test_b's passes.
+        return subprocess.CompletedProcess(command, 1, stdout=output, stderr="")
+
+    monkeypatch.setattr(mutation_check.subprocess, "run", fake_run)
+    mutation_check.confirm_kills(tmp_path, rows, timeout_s=1.0)
+    assert len(ran) == 1
+    assert {"tests/test_a.py::test_one[x-y]", "tests/test_b.py::test_two"} <= set(ran[0])
+    assert rows[0]["outcome"] == mutation_check.ERROR
+    assert "fails without the mutation too" in rows[0]["detail"]
+    assert [row["outcome"] for row in rows[1:]] == [mutation_check.KILLED, mutation_check.SURVIVED]

@@ -387,7 +387,9 @@ def test_a_wrong_rule_inside_the_loss_makes_the_reference_suspect(monkeypatch):
         return a, (1 - a * a) * dz * 1.01
 
     right = ACTIVATIONS["tanh"]
-    monkeypatch.setitem(ACTIVATIONS, "tanh", Activation("tanh", tanh, right.derivative))
+    monkeypatch.setitem(
+        ACTIVATIONS, "tanh", Activation("tanh", tanh, right.derivative, right.second_derivative)
+    )
     net = Network((5, 7, 3), "tanh", "identity", "squared_error")  # shapes no other test uses
     params, x, y = _point(net, np.float32, seed=17)
     verdict = verify(net, params, x, y)
