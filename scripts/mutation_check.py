@@ -82,6 +82,10 @@ def _return_of(function: str) -> str:
     return rf"(^def {function}\(.*\n(?:.*\n)*?\s+return )(.+)$"
 
 
+BACKPROP_SWEEPS = "by_hand or reproduces_the_slides or manual_matches_autodiff"
+"""The hand-computed networks and the activation x loss x depth x width sweep: the slower
+Hypothesis and vmap tests of ``test_backprop.py`` add nothing these miss."""
+
 CATALOGUE: tuple[Mutation, ...] = (
     # ----- activations ---------------------------------------------------------------------
     Mutation(
@@ -162,6 +166,7 @@ CATALOGUE: tuple[Mutation, ...] = (
         r"(deltas\.append\(g_prime \* \(deltas\[-1\] @ params\[)layer(\]\[\"W\"\]\)\))",
         r"\g<1>layer - 1\g<2>",
         ("tests/test_backprop.py",),
+        keyword=BACKPROP_SWEEPS,
     ),
     Mutation(
         "backprop:δ^L without G(L) for an elementwise output",
@@ -169,6 +174,7 @@ CATALOGUE: tuple[Mutation, ...] = (
         r"return output\.derivative\(z_out, y_hat\) \* grad_prediction",
         r"return grad_prediction",
         ("tests/test_backprop.py",),
+        keyword=BACKPROP_SWEEPS,
     ),
     Mutation(
         "backprop:∂L/∂b_ℓ averages the already averaged δ",
@@ -176,6 +182,7 @@ CATALOGUE: tuple[Mutation, ...] = (
         r"(layer\[\"b\"\] = delta)\.sum\(axis=0\)",
         r"\g<1>.mean(axis=0)",
         ("tests/test_backprop.py",),
+        keyword=BACKPROP_SWEEPS,
     ),
     Mutation(
         "backprop:the mean's 1/n forgotten",
@@ -183,6 +190,7 @@ CATALOGUE: tuple[Mutation, ...] = (
         r"(top_delta = output_delta\(net, cache, y\)) / x\.shape\[0\]",
         r"\g<1>",
         ("tests/test_backprop.py",),
+        keyword=BACKPROP_SWEEPS,
     ),
     # ----- autodiff ------------------------------------------------------------------------
     Mutation(
@@ -262,7 +270,8 @@ CATALOGUE: tuple[Mutation, ...] = (
         "netcheck/verifier/rule.py",
         r"judged_ok = judged_ok & part_passes\(",
         r"formula_ok = part_passes(",
-        ("tests/test_verifier.py",),
+        ("tests/test_verifier.py", "tests/test_suite.py"),
+        keyword="vectorised or detection_power",
     ),
     Mutation(
         "verifier:the finite-difference witness never fails",
@@ -317,6 +326,7 @@ CATALOGUE: tuple[Mutation, ...] = (
         r"if n_used > split:",
         r"if False:",
         ("tests/test_trainer.py",),
+        keyword="float64_python_loop",
     ),
     Mutation(
         "trainer:no divergence guard (NaN state kept)",
@@ -324,6 +334,7 @@ CATALOGUE: tuple[Mutation, ...] = (
         r"jnp\.where\(finite, new, old\)",
         r"new",
         ("tests/test_trainer.py",),
+        keyword="divergence or non_finite_optimizer",
     ),
     Mutation(
         "trainer:running loss not weighted by batch size",
@@ -331,6 +342,7 @@ CATALOGUE: tuple[Mutation, ...] = (
         r"total \+ loss\.astype\(total\.dtype\) \* x_batch\.shape\[0\]",
         r"total + loss.astype(total.dtype) * batch_size",
         ("tests/test_trainer.py",),
+        keyword="float64_python_loop",
     ),
     # ----- checkpoint ----------------------------------------------------------------------
     Mutation(
@@ -339,6 +351,7 @@ CATALOGUE: tuple[Mutation, ...] = (
         r"(bad = non_finite_leaves\(\{\"params\": state\.params.*\n\s+)if bad:",
         r"\g<1>if False:",
         ("tests/test_checkpoint.py",),
+        keyword="non_finite",
     ),
     Mutation(
         "checkpoint:a non-finite state loaded",
@@ -346,6 +359,7 @@ CATALOGUE: tuple[Mutation, ...] = (
         r"(bad = non_finite_leaves\(\{\"params\": params, .*\n\s+)if bad:",
         r"\g<1>if False:",
         ("tests/test_checkpoint.py",),
+        keyword="non_finite",
     ),
     # ----- bench ---------------------------------------------------------------------------
     Mutation(
@@ -355,6 +369,7 @@ CATALOGUE: tuple[Mutation, ...] = (
         r"auto\[\"times_s\"\]\)",
         r'row["manual_over_autodiff"] = paired_ratio(auto["times_s"], manual["times_s"])',
         ("tests/test_bench.py",),
+        keyword="bench_record",
     ),
     Mutation(
         "bench:a timed goal judged by its interval's upper end",
@@ -362,6 +377,7 @@ CATALOGUE: tuple[Mutation, ...] = (
         r"met = low <= target",
         r"met = high <= target",
         ("tests/test_bench.py",),
+        keyword="goal",
     ),
     # ----- figures -------------------------------------------------------------------------
     Mutation(
@@ -370,6 +386,7 @@ CATALOGUE: tuple[Mutation, ...] = (
         r"\"y\": \[r\[\"manual_over_autodiff\"\] for r in rows\]",
         r'"y": [1 / r["manual_over_autodiff"] for r in rows]',
         ("tests/test_figures.py",),
+        keyword="ratio_panel",
     ),
     Mutation(
         "figures:heat map in natural log",
@@ -377,6 +394,7 @@ CATALOGUE: tuple[Mutation, ...] = (
         r"math\.log10\(ratio\)",
         r"math.log(ratio)",
         ("tests/test_figures.py",),
+        keyword="heatmap",
     ),
     Mutation(
         "figures:kill matrix colours a killed-and-localised case as merely killed",
@@ -384,6 +402,7 @@ CATALOGUE: tuple[Mutation, ...] = (
         r"state = \"localised\" if case\[\"localised\"\] else \"killed\"",
         r'state = "killed"',
         ("tests/test_figures.py",),
+        keyword="kill_matrix",
     ),
     # ----- report --------------------------------------------------------------------------
     Mutation(
@@ -392,6 +411,7 @@ CATALOGUE: tuple[Mutation, ...] = (
         r"(def training_comparison\(.*\n(?:.*\n)*?\s+)grad=grad,",
         r'\g<1>grad="manual",',
         ("tests/test_report.py",),
+        keyword="training_uses",
     ),
     # ----- custom rules --------------------------------------------------------------------
     Mutation(
