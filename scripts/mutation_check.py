@@ -311,6 +311,7 @@ CATALOGUE: tuple[Mutation, ...] = (
         r"tangent_above @ weights_above \+ delta_above @ v\[layer\]\[\"W\"\]",
         r"tangent_above @ weights_above",
         ("tests/test_hvp.py",),
+        keyword="matches_autodiff or by_hand",
     ),
     Mutation(
         "hvp:step 5 without the product rule's (Δ^ℓ)ᵀ R{A^{ℓ-1}}",
@@ -318,6 +319,7 @@ CATALOGUE: tuple[Mutation, ...] = (
         r"layer_hvp\[\"W\"\] = layer_hvp\[\"W\"\] \+ delta\.T @ a_prev_tangent",
         r"layer_hvp['W'] = layer_hvp['W']",
         ("tests/test_hvp.py",),
+        keyword="matches_autodiff or by_hand",
     ),
     # ----- trainer -------------------------------------------------------------------------
     Mutation(
