@@ -289,6 +289,15 @@ CATALOGUE: tuple[Mutation, ...] = (
         ("tests/test_check_gradient.py",),
         keyword="reference_suspect",
     ),
+    Mutation(
+        "verifier:the witness's tolerance without its error estimate",
+        "netcheck/verifier/network.py",
+        r"(def witness_tolerance\(.*\n(?:.*\n)*?\s+return )"
+        r"FD_MULTIPLE \* np\.asarray\(numbers\[\"error\"\]\) \+ ",
+        r"\g<1>",
+        ("tests/test_verifier.py",),
+        keyword="correct_backprop_passes or reference_suspect",
+    ),
     # ----- finite differences --------------------------------------------------------------
     Mutation(
         "finite_diff:central difference over h, not 2h",
@@ -302,6 +311,13 @@ CATALOGUE: tuple[Mutation, ...] = (
         "netcheck/finite_diff.py",
         r"kink = \(second\[\.\.\., -1\] > KINK_RATIO",
         r"kink = (second[..., -1] < KINK_RATIO",
+        ("tests/test_finite_diff.py",),
+    ),
+    Mutation(
+        "finite_diff:random directions not scaled to unit norm",
+        "netcheck/finite_diff.py",
+        r"(def random_direction\(.*\n(?:.*\n)*?.*)\[r / norm for r in raw\]",
+        r"\g<1>raw",
         ("tests/test_finite_diff.py",),
     ),
     # ----- Hessian-vector product ----------------------------------------------------------
@@ -329,6 +345,14 @@ CATALOGUE: tuple[Mutation, ...] = (
         r"if False:",
         ("tests/test_trainer.py",),
         keyword="float64_python_loop",
+    ),
+    Mutation(
+        "trainer:binary accuracy thresholds ŷ at 0 (as if logits)",
+        "netcheck/trainer.py",
+        r"right = \(y_hat\[:, 0\] >= 0\.5\)",
+        r"right = (y_hat[:, 0] >= 0)",
+        ("tests/test_trainer.py",),
+        keyword="accuracy",
     ),
     Mutation(
         "trainer:no divergence guard (NaN state kept)",
@@ -378,6 +402,14 @@ CATALOGUE: tuple[Mutation, ...] = (
         "netcheck/bench.py",
         r"met = low <= target",
         r"met = high <= target",
+        ("tests/test_bench.py",),
+        keyword="goal",
+    ),
+    Mutation(
+        "bench:the worst-shape goal judged where the evidence is weakest",
+        "netcheck/bench.py",
+        r"index = max\(range\(len\(rows\)\), key=lambda i: intervals\[i\]\[0\]\)",
+        r"index = min(range(len(rows)), key=lambda i: intervals[i][0])",
         ("tests/test_bench.py",),
         keyword="goal",
     ),
