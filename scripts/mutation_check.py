@@ -295,7 +295,7 @@ CATALOGUE: tuple[Mutation, ...] = (
         r"(def witness_tolerance\(.*\n(?:.*\n)*?\s+return )"
         r"FD_MULTIPLE \* np\.asarray\(numbers\[\"error\"\]\) \+ ",
         r"\g<1>",
-        ("tests/test_verifier.py",),
+        ("tests/test_verifier.py", "tests/test_check_gradient.py"),
         keyword="correct_backprop_passes or reference_suspect",
     ),
     # ----- finite differences --------------------------------------------------------------
