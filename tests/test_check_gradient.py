@@ -250,6 +250,23 @@ def test_a_wrong_custom_jvp_inside_the_loss_makes_the_reference_suspect():
     assert abs(verdict.witness.value - verdict.witness.truth) > verdict.witness.tolerance
 
 
+def test_a_loss_far_from_zero_does_not_make_the_reference_suspect():
+    # A large constant in the loss (an unnormalised log-likelihood, an energy) costs float64
+    # finite differences digits to rounding: the witness's tolerance grows with its own error
+    # estimate instead of calling a correct jax.grad suspect.
+    def loss(w, x):
+        return 1e10 + jnp.sum((x @ w) ** 2)
+
+    def right(w, x):  # the true gradient, by hand
+        return 2 * x.T @ (x @ w)
+
+    w, x = jnp.ones((3,), jnp.float32) / 3, jnp.arange(12.0, dtype=jnp.float32).reshape(4, 3) / 12
+    verdict = check_gradient(loss, right, w, x)
+    assert verdict.ok and not verdict.reference_suspect and verdict.witness.agrees
+    # Rounding of 1e10 over a step of at most 1e-2 is far above float64's 1e-7 relative floor.
+    assert verdict.witness.error > 1e-7 * abs(verdict.witness.truth)
+
+
 def test_two_nans_never_agree():
     def loss(w):  # sqrt of a negative number: the candidate and the truth are both NaN
         return jnp.sum(jnp.sqrt(w))

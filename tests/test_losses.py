@@ -197,6 +197,12 @@ def _targets(rows) -> jnp.ndarray:
             id="bce-outside-unit-interval",
         ),
         pytest.param(
+            "binary_cross_entropy",
+            [[0.5, 1.5], [0.0, 1.0]],
+            r"y: binary_cross_entropy needs targets in \[0, 1\], got values in \[0, 1.5\]",
+            id="bce-above-1-only",
+        ),
+        pytest.param(
             "softmax_cross_entropy",
             [[1.0, 1.0, 1.0], [0.0, 1.0, 0.0]],
             r"y: softmax_cross_entropy needs target rows summing to 1 \(one-hot or "

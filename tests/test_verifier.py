@@ -17,10 +17,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netcheck import backprop, literal
+from netcheck import backprop, literal, suite
 from netcheck.activations import ACTIVATIONS
 from netcheck.network import Network
-from netcheck.verifier import Verdict, unit_roundoff, verify
+from netcheck.verifier import Verdict, measure_network_many, network_verdict, unit_roundoff, verify
 
 K, T = 8.0, 4.0  # the documented constants, on purpose not imported
 U32, U64, UBF16 = 2.0**-24, 2.0**-53, 2.0**-8
@@ -196,16 +196,29 @@ def test_one_wrong_element_in_a_large_layer_is_caught_by_the_max_norm_alone():
     assert relative < 1e-3  # the issue's 1e-3 is well inside what is caught
 
 
+def _off_by_1e_9(net, p, xx, yy):
+    """The manual gradient with ``∂L/∂W_1`` scaled by ``1 + 1e-9`` (a two-layer network):
+    a wrong formula that rounds away in bfloat16 (``1 + 1e-9`` is 1 there)."""
+    grads = backprop.manual_grad(net, p, xx, yy)
+    return [{**grads[0], "W": grads[0]["W"] * jnp.asarray(1 + 1e-9, xx.dtype)}, grads[1]]
+
+
+def _float8_deltas(net, p, xx, yy):
+    """A kernel that, for half-precision inputs, stores δ in float8 (e5m2: 2 mantissa bits)
+    before forming ∂L/∂W: the right formula (float64 runs it exactly), badly rounded."""
+    cache = net.forward_cache(p, xx)
+    top = backprop.output_delta(net, cache, yy) / xx.shape[0]
+    deltas = backprop.backpropagate(net, p, cache, top)
+    if xx.dtype in (jnp.bfloat16, jnp.float16):
+        deltas = [d.astype(jnp.float8_e5m2).astype(xx.dtype) for d in deltas]
+    return backprop.layer_gradients(net, cache, deltas)
+
+
 def test_a_bfloat16_gradient_wrong_by_1e_9_is_a_wrong_formula():
     # 1 + 1e-9 rounds to 1 in bfloat16: only the float64 run of the formula can see it.
     net = Network((3, 6, 2), "gelu", "identity", "squared_error")
     params, x, y = _point(net, jnp.bfloat16, seed=13)
-
-    def off_by_1e_9(net, p, xx, yy):
-        grads = backprop.manual_grad(net, p, xx, yy)
-        return [{**grads[0], "W": grads[0]["W"] * jnp.asarray(1 + 1e-9, xx.dtype)}, grads[1]]
-
-    verdict = verify(net, params, x, y, grad_fn=off_by_1e_9)
+    verdict = verify(net, params, x, y, grad_fn=_off_by_1e_9)
     row = verdict.layers[0].W
     assert row.status == "wrong_formula" and row.precision.ok and not row.formula.ok
     assert verdict.first_bad_layer == 1
@@ -215,21 +228,10 @@ def test_a_bfloat16_gradient_wrong_by_1e_9_is_a_wrong_formula():
 
 
 def test_a_right_formula_that_rounds_badly_in_bfloat16_is_imprecise_not_wrong():
-    # A kernel that, for half-precision inputs, stores δ in float8 (e5m2: 2 mantissa bits)
-    # before forming ∂L/∂W: the formula is right (float64 runs it exactly), but the
-    # bfloat16 result is ten times less accurate than bfloat16 autodiff.
+    # The float8 kernel's bfloat16 result is ten times less accurate than bfloat16 autodiff.
     net = Network((3, 6, 2), "tanh", "identity", "squared_error")
     params, x, y = _point(net, jnp.bfloat16, seed=14)
-
-    def float8_deltas(net, p, xx, yy):
-        cache = net.forward_cache(p, xx)
-        top = backprop.output_delta(net, cache, yy) / xx.shape[0]
-        deltas = backprop.backpropagate(net, p, cache, top)
-        if xx.dtype in (jnp.bfloat16, jnp.float16):
-            deltas = [d.astype(jnp.float8_e5m2).astype(xx.dtype) for d in deltas]
-        return backprop.layer_gradients(net, cache, deltas)
-
-    verdict = verify(net, params, x, y, grad_fn=float8_deltas)
+    verdict = verify(net, params, x, y, grad_fn=_float8_deltas)
     row = verdict.layers[1].W
     assert row.status == "imprecise" and row.formula.ok and not row.precision.ok
     assert row.why.startswith("right formula")
@@ -237,6 +239,38 @@ def test_a_right_formula_that_rounds_badly_in_bfloat16_is_imprecise_not_wrong():
     assert row.precision.times_autodiff > K
     assert all(r.formula.ok for r in verdict.rows)  # never a wrong formula
     assert verdict.first_bad_layer == 2
+
+
+def test_the_vectorised_rule_of_the_sweeps_agrees_with_each_verdict():
+    # The detection-power sweep and the kill matrix judge their variants with the
+    # vectorised rule (suite.verdicts_pass, rule.rows_pass), never building verdicts: on a
+    # correct, a wrong-formula and an imprecise bfloat16 candidate it must say what the
+    # verdict says, and judging precision alone must miss exactly the 1e-9 formula slip.
+    net = Network((3, 6, 2), "tanh", "identity", "squared_error")
+    params, x, y = _point(net, jnp.bfloat16, seed=14)
+    candidates = (backprop.manual_grad, _off_by_1e_9, _float8_deltas)
+    with jax.enable_x64(True):
+        point64 = _float64((params, x, y))
+        computed = [
+            (
+                grad_fn(net, params, x, y),
+                backprop.manual_deltas(net, params, x, y),
+                grad_fn(net, *point64),
+                backprop.manual_deltas(net, *point64),
+            )
+            for grad_fn in candidates
+        ]
+        measured = jax.tree_util.tree_map(
+            np.asarray, measure_network_many(net, computed, params, x, y)
+        )
+    verdicts = [network_verdict(net, jnp.bfloat16, x.shape[0], m) for m in measured]
+    assert [v.ok for v in verdicts] == [True, False, False]
+    assert "wrong_formula" in {row.status for row in verdicts[1].rows}
+    assert {row.status for row in verdicts[2].rows} == {"ok", "imprecise"}
+    both_parts = [bool(suite.verdicts_pass(jnp.bfloat16, m, formula=True)) for m in measured]
+    precision = [bool(suite.verdicts_pass(jnp.bfloat16, m, formula=False)) for m in measured]
+    assert both_parts == [True, False, False]
+    assert precision == [True, True, False]
 
 
 def test_nan_in_the_gradient_under_test_fails_with_its_own_reason():
