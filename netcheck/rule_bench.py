@@ -139,19 +139,19 @@ class Case:
     seed: int
 
 
-def cases() -> st.SearchStrategy[Case]:
-    """Hypothesis's strategy for a :class:`Case`: any family, one of :data:`SHAPES`, inputs
-    spread from 0.1 to 10 times the catalogue's, any seed."""
+def cases(families: Sequence[str] = FAMILIES) -> st.SearchStrategy[Case]:
+    """Hypothesis's strategy for a :class:`Case`: one of ``families``, one of :data:`SHAPES`,
+    inputs spread from 0.1 to 10 times the catalogue's, any seed."""
     return st.builds(
         lambda family, shape, scale, seed: Case(family, *shape, scale, seed),
-        st.sampled_from(FAMILIES),
+        st.sampled_from(tuple(families)),
         st.sampled_from(SHAPES),
         st.floats(min_value=0.1, max_value=10.0),
         st.integers(min_value=0, max_value=2**31 - 1),
     )
 
 
-def generated_cases(count: int, seed: int = 0) -> list[Case]:
+def generated_cases(count: int, seed: int = 0, families: Sequence[str] = FAMILIES) -> list[Case]:
     """``count`` distinct cases drawn by Hypothesis, reproducibly (``hypothesis.seed``)."""
     drawn: list[Case] = []
 
@@ -163,7 +163,7 @@ def generated_cases(count: int, seed: int = 0) -> list[Case]:
         suppress_health_check=list(HealthCheck),
     )
     @hypothesis_seed(seed)
-    @given(cases())
+    @given(cases(families))
     def draw(case: Case) -> None:
         if case not in drawn and len(drawn) < count:
             drawn.append(case)
@@ -267,13 +267,27 @@ def measure(
     targets: Sequence[str] = ("model", *FAMILIES),
     rounds: int = 7,
     command: str = "",
+    kill_dtypes: Sequence[str] = KILL_DTYPES,
+    alarm_dtypes: Sequence[str] = FALSE_ALARM_DTYPES,
+    families: Sequence[str] = FAMILIES,
+    min_measure_s: float = 0.05,
 ) -> dict[str, Any]:
-    """The whole record: environment, kill matrix, false alarms, cost, and a summary."""
+    """The whole record: environment, kill matrix, false alarms, cost, and a summary.
+
+    Args:
+        mutants: the planted bugs of the kill matrix, each in every one of ``kill_dtypes``.
+        count: correct rules Hypothesis draws (of ``families``), each checked in every one
+            of ``alarm_dtypes``.
+        targets: what the cost is measured on: ``"model"`` and families.
+        rounds: interleaved timing rounds per target; ``min_measure_s``: the shortest
+            measurement (:func:`netcheck.bench.time_interleaved`).
+        command: the command line, recorded.
+    """
     env = environment()
     start = time.perf_counter()
-    kills = kill_matrix(mutants)
-    alarms = false_alarms(generated_cases(count))
-    cost = [cost_row(target, rounds) for target in targets]
+    kills = kill_matrix(mutants, kill_dtypes)
+    alarms = false_alarms(generated_cases(count, families=families), alarm_dtypes)
+    cost = [cost_row(target, rounds, min_measure_s) for target in targets]
     record = {
         "schema": SCHEMA,
         "command": command,
