@@ -25,6 +25,7 @@ Hypothesis is a development dependency, imported here only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -47,6 +48,7 @@ from netcheck.bench import environment, median_interval, paired_ratios, time_int
 from netcheck.report.tables import Table
 from netcheck.rule_mutants import FAMILIES, MUTANTS, RuleMutant
 from netcheck.rules import check_custom_rule
+from netcheck.verifier import Verdict
 
 SCHEMA = "netcheck.custom_rules/1"
 
@@ -175,21 +177,33 @@ def generated_cases(count: int, seed: int = 0, families: Sequence[str] = FAMILIE
     return drawn
 
 
-def case_ok(case: Case, dtype: str) -> bool:
-    """Whether ``check_custom_rule`` passes the family's correct rule at the case's point."""
-    arguments = rule_mutants.rule_arguments(
-        case.family, jnp.dtype(dtype), case.seed, case.rows, case.width, case.scale
-    )
-    return check_custom_rule(rule_mutants.rule(case.family), *arguments).ok
+def case_verdict(case: Case, dtype: str) -> Verdict:
+    """``check_custom_rule`` of the family's correct rule at the case's point (float64 with
+    JAX's 64-bit mode on for the call)."""
+    with jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext():
+        arguments = rule_mutants.rule_arguments(
+            case.family, jnp.dtype(dtype), case.seed, case.rows, case.width, case.scale
+        )
+        if arguments[0].dtype != jnp.dtype(dtype):
+            raise RuntimeError(f"asked for {dtype}, JAX made {arguments[0].dtype}")
+        return check_custom_rule(rule_mutants.rule(case.family), *arguments)
 
 
 def false_alarms(
     drawn: Sequence[Case], dtypes: Sequence[str] = FALSE_ALARM_DTYPES
 ) -> dict[str, dict[str, Any]]:
-    """Per dtype: how many cases were checked and the ones whose verdict was not ok."""
+    """Per dtype: how many cases were checked, and each case whose verdict was not ok with
+    its failing arguments and worst distance/tolerance."""
     result = {}
     for dtype in dtypes:
-        alarms = [asdict(case) for case in drawn if not case_ok(case, dtype)]
+        alarms = []
+        for case in drawn:
+            verdict = case_verdict(case, dtype)
+            if not verdict.ok:
+                failing = [f"{row.name}: {row.status}" for row in verdict.rows if not row.ok]
+                alarms.append(
+                    asdict(case) | {"failing": failing, "worst_ratio": verdict.worst_ratio}
+                )
         result[dtype] = {"cases": len(drawn), "false_alarms": len(alarms), "alarms": alarms}
     return result
 
