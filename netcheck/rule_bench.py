@@ -362,7 +362,8 @@ def tables_of(record: dict[str, Any]) -> list[Table]:
         ],
         f"{mutants} planted bugs over layer norm, softmax cross-entropy, causal attention and a "
         "soft-round quantiser (`netcheck/rule_mutants.py`); `audit` runs on a model with one "
-        "rule of each family and a straight-through rounding, skipped by name.",
+        "rule of each family and a straight-through rounding, skipped by name."
+        + _alarm_note(record),
     )
     cost = Table(
         "Custom rules: cost, in one jitted `jax.grad` of the same program",
@@ -380,6 +381,16 @@ def tables_of(record: dict[str, Any]) -> list[Table]:
         "(several compiled calls and a float64 pass) over one gradient of microseconds.",
     )
     return [caught, cost]
+
+
+def _alarm_note(record: dict[str, Any]) -> str:
+    """Which families the false alarms are in, and from what input spread up."""
+    alarms = [alarm for v in record["false_alarms"].values() for alarm in v.get("alarms", [])]
+    if not alarms:
+        return ""
+    families = ", ".join(sorted({alarm["family"] for alarm in alarms}))
+    spread = min(alarm["scale"] for alarm in alarms)
+    return f" The false alarms: {families} rules, at input spreads from {spread:.1f}."
 
 
 def _ratio_cell(ratio: dict[str, Any] | None) -> str:
