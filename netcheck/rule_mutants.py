@@ -364,7 +364,9 @@ def rule_arguments(
     raise ValueError(f"unknown rule family {family!r}; known: {', '.join(FAMILIES)}")
 
 
-def model(rules: dict[str, Any] | None = None) -> Callable[..., Array]:
+def model(
+    rules: dict[str, Any] | None = None, straight_through: bool = False
+) -> Callable[..., Array]:
     """A small program with one rule of each family (one may be a mutant), for ``audit``.
 
     Tokens ``x (L, n_in)`` -> dense -> layer norm -> causal self-attention -> soft-round
@@ -372,6 +374,9 @@ def model(rules: dict[str, Any] | None = None) -> Callable[..., Array]:
 
     Args:
         rules: ``{family: rule}`` replacing the correct rule of those families.
+        straight_through: round the quantiser's output with :data:`straight_through_round`
+            (hard values forward, the soft-round slope backward): a fifth rule, a
+            surrogate that ``audit`` must be told to skip (``skip=("round_to_integer",)``).
 
     Returns:
         ``loss(params, x, labels) -> scalar``.
@@ -383,6 +388,8 @@ def model(rules: dict[str, Any] | None = None) -> Callable[..., Array]:
         q, k, v = (h @ params[name] for name in ("w_q", "w_k", "w_v"))
         a = chosen["causal_attention"](q, k, v)
         a = chosen["soft_round"](params["step"] * a, ALPHA)
+        if straight_through:
+            a = straight_through_round(a)
         logits = a @ params["w_out"]
         return jnp.mean(chosen["softmax_cross_entropy"](logits, labels))
 
@@ -413,3 +420,14 @@ def model_arguments(
         cast(rng.normal(size=(tokens, n_in))),
         cast(labels),
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure the catalogue (see the module docstring): :func:`netcheck.rule_bench.main`."""
+    from netcheck import rule_bench  # needs Hypothesis, a development dependency
+
+    return rule_bench.main(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -26,7 +26,8 @@
 # 3. the learning problem and the chain rule;
 # 4. the literal $G(\ell)$ matrices and the $\delta$ recursion, next to netcheck's vectorised form;
 # 5. verification against `jax.grad`, layer by layer;
-# 6. the sign printed on the original slide, $(y - \hat y)$, caught by the verifier, and why.
+# 6. the sign printed on the original slide, $(y - \hat y)$, caught by the verifier, and why;
+# 7. second order: the Hessian-vector product by the same recursion under the R-operator.
 #
 # We work in float64, so "agree" below means agreement to round-off (about $10^{-16}$).
 
@@ -481,6 +482,134 @@ for mutant in MUTANTS.values():
     )
 
 # %% [markdown]
+# ## Second order: the Hessian-vector product by the same recursion
+#
+# Anyone who differentiates through a gradient (Newton and Gauss-Newton steps, meta-learning,
+# the curvature along a direction) needs $H v$, the Hessian of the mean loss
+# $E(\theta)$ times a direction $v$. $H$ itself has (number of weights)$^2$ entries; $H v$
+# costs about one more forward and one more backward pass, because it is the derivative of
+# what backprop already computes.
+#
+# Write $v$ like the parameters, $V_\ell$ beside $W_\ell$, and for anything $f$ that the
+# forward pass or the $\delta$ recursion computes let
+# $\mathcal R\{f\} = \frac{d}{dt} f(\theta + t v)\big|_{t=0}$ (Pearlmutter's R-operator).
+# $\mathcal R\{\nabla E\} = H v$. $\mathcal R$ is a derivative, so linearity, the product rule
+# and the chain rule carry it through steps 1-5 line by line. On rows (one example per row,
+# $\odot$ elementwise, no biases as in this network):
+#
+# **Step 1**, the forward pass, starting from $\mathcal R\{a^0\} = \mathcal R\{x\} = 0$ (the
+# data do not move with $\theta$):
+#
+# $$z^\ell = a^{\ell-1} W_\ell^\top \;\Rightarrow\;
+#   \mathcal R\{z^\ell\} = \mathcal R\{a^{\ell-1}\}\, W_\ell^\top + a^{\ell-1} V_\ell^\top,$$
+#
+# $$a^\ell = g(z^\ell) \;\Rightarrow\;
+#   \mathcal R\{a^\ell\} = g'(z^\ell) \odot \mathcal R\{z^\ell\}.$$
+#
+# **Step 3**, the output, $\delta^L = g'(z^L) \odot \partial\mathcal L/\partial\hat y$. Both
+# factors move: $g'(z^L)$ through $z^L$, which brings in the **second derivative** $g''$, and
+# $\partial\mathcal L/\partial\hat y$ through $\hat y = a^L$, which brings in the loss's
+# curvature ($\partial^2\mathcal L/\partial\hat y^2 = 1$ for $\tfrac12(y-\hat y)^2$):
+#
+# $$\mathcal R\{\delta^L\} = g''(z^L) \odot \mathcal R\{z^L\}
+#   \odot \frac{\partial\mathcal L}{\partial\hat y}
+#   + g'(z^L) \odot \frac{\partial^2\mathcal L}{\partial\hat y^2}\,\mathcal R\{a^L\}.$$
+#
+# **Step 4**, the recursion $\delta^\ell = g'(z^\ell) \odot e^\ell$ with
+# $e^\ell = \delta^{\ell+1} W_{\ell+1}$. Three things move: $g'(z^\ell)$, $\delta^{\ell+1}$ and
+# $W_{\ell+1}$:
+#
+# $$\mathcal R\{\delta^\ell\} = g''(z^\ell) \odot \mathcal R\{z^\ell\} \odot e^\ell
+#   + g'(z^\ell) \odot \big(\mathcal R\{\delta^{\ell+1}\}\, W_{\ell+1}
+#   + \delta^{\ell+1} V_{\ell+1}\big).$$
+#
+# **Step 5**, the gradient of the batch mean,
+# $\partial E/\partial W_\ell = (\Delta^\ell)^\top A^{\ell-1}/n$, by the product rule:
+#
+# $$\mathcal R\{\partial E/\partial W_\ell\} = \big(\mathcal R\{\Delta^\ell\}^\top A^{\ell-1}
+#   + (\Delta^\ell)^\top \mathcal R\{A^{\ell-1}\}\big)/n.$$
+#
+# Each activation therefore needs $g''$ beside $g'$. For the sigmoid, $g' = a(1-a)$ and
+# $g'' = g'\,(1 - 2a)$; netcheck keeps both, hand-written, on each activation
+# (`nc.ACTIVATIONS["sigmoid"].derivative` and `.second_derivative`), and the loss keeps its
+# curvature. In `netcheck/hvp.py`, which calls no `jax.grad`, `jvp`, `vjp` or `hessian`:
+#
+# - step 1 under $\mathcal R$: `forward_tangents` ($\mathcal R\{z^\ell\}$, and
+#   $\mathcal R\{a^\ell\}$ by `activation_tangent`);
+# - step 3 under $\mathcal R$: `output_delta_tangent`, the sum of `output_jacobian_tangent`
+#   (the $g''$ term) and `loss_curvature_tangent` (the loss's curvature);
+# - step 4 under $\mathcal R$: `delta_tangent_step`, run from $L-1$ down to 1 by
+#   `backpropagate_tangents`;
+# - step 5 under $\mathcal R$: `layer_gradient_tangents`, which gives $H v$;
+# - all of it, jit-compiled: `net.manual_hvp(params, x, y, v)`.
+#
+# The derivation in numpy, on the batch of section 4, beside `net.manual_hvp`:
+
+
+# %%
+def hvp_by_hand(weights, directions, x, y):
+    """Steps 1-5 under R on rows; returns [R{∂E/∂W_1}, R{∂E/∂W_2}, R{∂E/∂W_3}] = H v."""
+    n = x.shape[0]
+    a, r_z, r_a = [x], [], [np.zeros_like(x)]  # R{a^0} = 0
+    for W, V in zip(weights, directions, strict=True):  # step 1 and its R
+        r_z.append(r_a[-1] @ W.T + a[-1] @ V.T)
+        a.append(sigmoid(a[-1] @ W.T))
+        r_a.append(a[-1] * (1 - a[-1]) * r_z[-1])
+    g1 = [a_l * (1 - a_l) for a_l in a[1:]]  # g'(z^ℓ)
+    g2 = [g * (1 - 2 * a_l) for g, a_l in zip(g1, a[1:], strict=True)]  # g''(z^ℓ)
+    residual = (a[-1] - y) / n  # ∂E/∂ŷ of the batch mean
+    deltas = [g1[-1] * residual]  # step 3
+    r_deltas = [g2[-1] * r_z[-1] * residual + g1[-1] * r_a[-1] / n]  # ... and its R
+    for layer in range(len(weights) - 1, 0, -1):  # step 4 and its R, ℓ = L-1, ..., 1
+        W_next, V_next = weights[layer], directions[layer]
+        e = deltas[0] @ W_next
+        r_deltas.insert(
+            0,
+            g2[layer - 1] * r_z[layer - 1] * e
+            + g1[layer - 1] * (r_deltas[0] @ W_next + deltas[0] @ V_next),
+        )
+        deltas.insert(0, g1[layer - 1] * e)
+    return [  # step 5 under R
+        r_d.T @ a_prev + d.T @ r_a_prev
+        for d, r_d, a_prev, r_a_prev in zip(deltas, r_deltas, a[:-1], r_a[:-1], strict=True)
+    ]
+
+
+direction = [rng.normal(size=W.shape) for W in (W1, W2, W3)]
+v = [{"W": jnp.asarray(V)} for V in direction]
+hvp_numpy = [{"W": h} for h in hvp_by_hand([W1, W2, W3], direction, X, Y)]
+hvp_netcheck = net.manual_hvp(params, X, Y, v)
+# The reference: forward-over-reverse autodiff of the same mean loss.
+_, hvp_autodiff = jax.jvp(jax.grad(lambda p: net.mean_loss(p, X, Y)), (params,), (v,))
+# And a witness without autodiff: central differences of the gradient along v.
+fd_step = 1e-5
+up, down = (
+    net.manual_grad(jax.tree.map(lambda w, d, s=sign: w + s * fd_step * d, params, v), X, Y)
+    for sign in (1, -1)
+)
+hvp_differences = jax.tree.map(lambda u, d: (u - d) / (2 * fd_step), up, down)
+hvp_errors = {
+    "hvp_by_hand": max_error(hvp_numpy, hvp_autodiff),
+    "net.manual_hvp": max_error(hvp_netcheck, hvp_autodiff),
+    "finite differences": max_error(hvp_differences, hvp_autodiff),
+}
+for layer in (1, 2, 3):
+    print(f"(H v) for W_{layer}, net.manual_hvp:\n{np.asarray(hvp_netcheck[layer - 1]['W'])}\n")
+for name, error in hvp_errors.items():
+    print(f"max |{name} - jax.jvp(jax.grad)| = {error:.1e}")
+
+# %% [markdown]
+# `verify(..., order=2)` judges `net.manual_hvp` the way it judges the gradient: against
+# `jax.jvp(jax.grad(...))` in float64 along random directions, with a tolerance calibrated
+# on autodiff's own round-off, layer by layer. Here in float32, on the network of this
+# section:
+
+# %%
+params32 = [{"W": jnp.asarray(W, jnp.float32)} for W in (W1, W2, W3)]
+hvp_verdict = verify(net, params32, X.astype(np.float32), Y.astype(np.float32), order=2)
+print(hvp_verdict)
+
+# %% [markdown]
 # ## Summary
 #
 # The test suite (`tests/test_notebooks.py`) runs this notebook again and checks its numbers
@@ -494,3 +623,5 @@ named = sum(
     row["caught"] and row["verdict names layer"] == row["bug in layer"] for row in caught.values()
 )
 print(f"planted bugs caught at their own layer: {named} of {len(caught)}")
+print(f"largest |net.manual_hvp - jax.jvp(jax.grad)|: {hvp_errors['net.manual_hvp']:.1e}")
+print(f"verify(order=2), float32: {hvp_verdict.ok}")

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from netcheck import train_bench
+from netcheck import rule_bench, train_bench
 from netcheck.report import render, tables
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +53,7 @@ BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     ),
     "verifier_cost": ("verifier_cost.json", _tables(tables.verifier_cost_tables)),
     "bench": ("bench.json", _tables(lambda record: [tables.goal_table(record["goals"])])),
+    "custom_rules": ("custom_rules.json", _tables(rule_bench.tables_of)),
     "train_bench": (
         "train_bench.json",
         lambda record: train_bench.readme_section(record, "reports/artifacts/train_bench.json"),

@@ -212,6 +212,13 @@ RECORD_01 = {
     }""",
     "loss_after_one_step": "steps",
     "mutants": "caught",
+    "hvp": """{
+        "direction": direction,
+        "manual_hvp": [h["W"] for h in hvp_netcheck],
+        "by_hand": [h["W"] for h in hvp_numpy],
+        "verify_ok": hvp_verdict.ok,
+        "verify_rows": [row.name for row in hvp_verdict.rows],
+    }""",
 }
 
 
@@ -266,6 +273,24 @@ def test_notebook_01_backprop_by_hand(kernel_path: Path, tmp_path: Path) -> None
     for name, row in results["mutants"].items():
         assert row["caught"] is True, name
         assert row["verdict names layer"] == row["bug in layer"], name
+
+    # H v, the derivative of the gradient along v: central differences of this test's own
+    # numpy gradient (the slide's, negated), error O(h²) ≈ 1e-10 for these O(1) weights.
+    hvp = results["hvp"]
+    direction = [np.asarray(d) for d in hvp["direction"]]
+    h = 1e-5
+    up, down = (
+        _slide_sign_grad([w + s * h * d for w, d in zip(weights, direction, strict=True)], x, y)
+        for s in (1, -1)
+    )
+    expected_hvp = [(d - u) / (2 * h) for u, d in zip(up, down, strict=True)]
+    for name in ("manual_hvp", "by_hand"):
+        for layer, (got, want) in enumerate(zip(hvp[name], expected_hvp, strict=True), 1):
+            np.testing.assert_allclose(
+                np.asarray(got), want, atol=1e-9, err_msg=f"{name} W_{layer}"
+            )
+    assert hvp["verify_ok"] is True
+    assert {f"H·v{p} W_{n}" for p in (1, 2) for n in (1, 2, 3)} <= set(hvp["verify_rows"])
 
 
 def _numpy_accuracy(params: list[dict[str, list]], x: np.ndarray, y: np.ndarray) -> float:
