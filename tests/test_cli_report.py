@@ -157,7 +157,7 @@ def test_help_exits_0(capsys):
         ("{oops", "is not valid JSON"),
         (
             '{"kind": "netcheck.report", "schema_version": 99, "stages": {}}',
-            "has schema_version 99; this netcheck reads schema_version 2",
+            "has schema_version 99; this netcheck reads schema_version 3",
         ),
     ],
     ids=["missing", "malformed", "wrong-version"],
