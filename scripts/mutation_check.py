@@ -275,7 +275,7 @@ CATALOGUE: tuple[Mutation, ...] = (
     ),
     Mutation(
         "verifier:the finite-difference witness never fails",
-        "netcheck/verifier/network.py",
+        "netcheck/verifier/witness.py",
         r"(def witness_agrees\(.*\n(?:.*\n)*?\s+return )(.+)$",
         r"\g<1>np.ones(np.shape(gap), bool)",
         ("tests/test_verifier.py", "tests/test_check_gradient.py"),
@@ -291,7 +291,7 @@ CATALOGUE: tuple[Mutation, ...] = (
     ),
     Mutation(
         "verifier:the witness's tolerance without its error estimate",
-        "netcheck/verifier/network.py",
+        "netcheck/verifier/witness.py",
         r"(def witness_tolerance\(.*\n(?:.*\n)*?\s+return )"
         r"FD_MULTIPLE \* np\.asarray\(numbers\[\"error\"\]\) \+ ",
         r"\g<1>",
