@@ -528,18 +528,16 @@ def _hvp_verdicts(
     witness: bool,
 ) -> list[Verdict]:
     """The ``H·v_k`` rows of :func:`verify` with ``order=2``, one verdict per direction."""
-    layout, floats, arrays, _, _ = split_point(params, (x, y), {})
+    layout, floats, arrays, float_names, _ = split_point(params, (x, y), {})
     names = [f"{kind}_{layer}" for layer in range(1, net.depth + 1) for kind in sorted(params[0])]
-    float_names = [
-        jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]
-    ]
+    param_names = set(float_names)
 
     def hv_of(floats: list[Array], arrays: list[Array], v: list[Array]) -> tuple[list, str]:
         point, (x_, y_), _ = layout.rebuild(floats, arrays)
         direction = layout.rebuild(v, arrays)[0]
         result = hvp_fn(net, point, x_, y_, direction)
         leaves = candidate_leaves(
-            result, set(float_names), float_names, floats, "hvp_fn(net, params, x, y, v)"
+            result, param_names, float_names, floats, "hvp_fn(net, params, x, y, v)"
         )
         return leaves, ""
 
