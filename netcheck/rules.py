@@ -438,6 +438,9 @@ class VjpMap:
     def candidate(self, rule: Any, floats: list, arrays: list, probe: list) -> list[Array]:
         return self._pullbacks(self.call.through(rule), floats, arrays, probe)
 
+    def linear(self, floats: list, arrays: list, probe: list) -> tuple[Callable, list]:
+        return (lambda c: self.reference(floats, arrays, c)), probe
+
     def value(self, floats: list, arrays: list, probe: list) -> Array:
         return _nan_if_nonfinite(self.call.primal(floats, arrays))
 
@@ -504,6 +507,9 @@ class JvpMap:
 
     def candidate(self, rule: Any, floats: list, arrays: list, probe: list) -> list[Array]:
         return self._tangents(self.call.through(rule), floats, arrays, probe)
+
+    def linear(self, floats: list, arrays: list, probe: list) -> tuple[Callable, list]:
+        return (lambda t: self.reference(floats, arrays, t)), probe
 
     def value(self, floats: list, arrays: list, probe: list) -> Array:
         return _nan_if_nonfinite(self.call.primal(floats, arrays))

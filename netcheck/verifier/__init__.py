@@ -43,11 +43,15 @@ each with its own floor measured from autodiff in that norm::
 
 with ``u`` the unit roundoff of the dtype judged (``2^-53, 2^-24, 2^-11, 2^-8`` for
 float64, float32, float16, bfloat16) and ``m`` the magnitude of the terms summed into the
-quantity: ``|Δ^ℓ|ᵀ|A^{ℓ-1}|/n`` for ``∂L/∂W_ℓ``, ``Σ_i|δ^ℓ_i|/n`` for ``∂L/∂b_ℓ``, ``|t|``
-for ``δ^ℓ`` and for pytree leaves. Every row states the smallest relative error it would
-have caught for sure, spread over the array and in one element of root-mean-square size,
-and its worst element (index, candidate, truth, autodiff there): a pass says what it rules
-out.
+quantity. For the lecture's network they are the δ recursion's own summed terms
+(``delta_magnitudes`` in :mod:`netcheck.verifier.network`); for a pytree gradient, a
+Hessian-vector product or a custom rule's VJP/JVP, autodiff's own program run with every
+linear step in absolute value (:mod:`netcheck._term_magnitudes`: ``|L|(|v|)``, a
+difference taken as a sum, a product with ``a`` as one with ``|a|``), or ``|t|`` where that
+program holds a step it cannot read (a ``while_loop``, a solve). Every row states the
+smallest relative error it would have caught for sure, spread over the array and in one
+element of root-mean-square size, and its worst element (index, candidate, truth, autodiff
+there): a pass says what it rules out.
 
 Derivation of ``K = 8`` (``noise_multiple``): the candidate and ``jax.grad`` evaluate the
 same products and sums in a different order. Both are backward stable, so both land within

@@ -8,6 +8,10 @@ its JVP along a tangent. It is a small frozen (hashable) record that says, in
 
 * the **reference**: the map by autodiff, at whatever dtype the point has (float64 on the
   upcast point gives the truth, the working dtype the floor, float32 the stand-in);
+* the **linear map** behind the reference, ``(L, probe)`` with ``L(probe)`` the reference,
+  whose summed absolute terms (:func:`netcheck._term_magnitudes.term_magnitudes`) scale the
+  dtype part of the tolerance, so that a result that cancels to nearly 0 is judged
+  against the size of what cancelled;
 * the **value**: a scalar of the point whose NaN/Inf the verdict reports (the loss);
 * the **witness**: a float64 finite-difference estimate of ``⟨reference, pair⟩`` for some
   ``pair`` (moving the point along a direction and differencing a scalar), which checks
@@ -30,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from netcheck._term_magnitudes import term_magnitudes
 from netcheck.verifier import measure
 from netcheck.verifier.measure import F64
 from netcheck.verifier.point import Layout
@@ -48,6 +53,11 @@ class Map(Protocol):
         self, floats: list[Array], arrays: list[Array], probe: list[Array]
     ) -> list[Array]:
         """The map by autodiff at the point's dtype: one array per quantity."""
+
+    def linear(
+        self, floats: list[Array], arrays: list[Array], probe: list[Array]
+    ) -> tuple[Callable[[Any], list[Array]], Any]:
+        """``(L, v)``: the reference as a function ``L`` linear in ``v``, ``L(v)`` it."""
 
     def value(self, floats: list[Array], arrays: list[Array], probe: list[Array]) -> Array:
         """A scalar of the point whose NaN/Inf is reported (the loss)."""
@@ -90,6 +100,14 @@ class GradientMap:
     ) -> list[Array]:
         return list(jax.grad(loss_value(self.loss_fn, self.has_aux, self.layout))(floats, arrays))
 
+    def linear(
+        self, floats: list[Array], arrays: list[Array], probe: list[Array]
+    ) -> tuple[Callable[[Array], list[Array]], Array]:
+        """The gradient as the pullback of the loss's cotangent ``1``."""
+        value = loss_value(self.loss_fn, self.has_aux, self.layout)
+        loss, pullback = jax.vjp(lambda moved: value(moved, arrays), list(floats))
+        return (lambda seed: list(pullback(seed)[0])), jnp.ones_like(loss)
+
     def value(self, floats: list[Array], arrays: list[Array], probe: list[Array]) -> Array:
         return loss_value(self.loss_fn, self.has_aux, self.layout)(floats, arrays)
 
@@ -124,6 +142,11 @@ class HessianMap:
         self, floats: list[Array], arrays: list[Array], probe: list[Array]
     ) -> list[Array]:
         return list(jax.jvp(self._gradient(arrays), (floats,), (probe,))[1])
+
+    def linear(
+        self, floats: list[Array], arrays: list[Array], probe: list[Array]
+    ) -> tuple[Callable[[list[Array]], list[Array]], list[Array]]:
+        return (lambda v: self.reference(floats, arrays, v)), probe
 
     def value(self, floats: list[Array], arrays: list[Array], probe: list[Array]) -> Array:
         return loss_value(self.loss_fn, self.has_aux, self.layout)(floats, arrays)
@@ -169,6 +192,7 @@ def measure_map(
     point = (floats, arrays, probe)
     point64 = measure.upcast(point)
     truths = reference(point64)
+    magnitudes = term_magnitudes(*map_.linear(*point64)) or [None] * len(truths)
     floors = measure.floors(
         reference, point, truths, [c.dtype for c in candidates], candidates64 is not None
     )
@@ -177,7 +201,7 @@ def measure_map(
         "loss_truth": map_.value(*point64),
         "truth_nonfinite": measure.nonfinite_count(truths),
     }
-    refs = measure.References(truths, floors, [None] * len(truths), shared)
+    refs = measure.References(truths, floors, magnitudes, shared)
     if noise is not None:
         estimate, pair = map_.witness(*point64, noise)
         refs = refs._replace(estimate=estimate, directions=pair)

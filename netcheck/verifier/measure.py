@@ -223,6 +223,7 @@ def measure_quantity(q: Quantity) -> dict[str, Array]:
     c = q.candidate.astype(F64)
     w = q.working.astype(F64)
     m = jnp.abs(t) if q.magnitude is None else q.magnitude.astype(F64)
+    m = jnp.where(jnp.isfinite(m), m, jnp.abs(t))  # an overflowing bound bounds nothing
     d = c - t
     f = w - q.working_truth.astype(F64)
     columns = _Columns()
