@@ -1,6 +1,6 @@
-"""Regenerate the README's measured tables from the committed artifacts.
+"""Regenerate the measured tables of the README and the docs from the committed artifacts.
 
-    python scripts/update_readme.py           # rewrite README.md's generated blocks
+    python scripts/update_readme.py           # rewrite the generated blocks of DOCUMENTS
     python scripts/update_readme.py --check   # exit 1 if any block is stale
 
 Each block sits between ``<!-- generated: NAME -->`` and ``<!-- end generated: NAME -->``
@@ -23,6 +23,8 @@ from netcheck.report import render, tables
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "reports" / "artifacts"
+DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "agreement.md")
+"""The files whose generated blocks this script draws."""
 
 
 def _provenance(record: dict[str, Any]) -> str:
@@ -82,17 +84,20 @@ def updated(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if README.md is stale")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a document is stale")
     args = parser.parse_args(argv)
-    path = ROOT / "README.md"
-    text = path.read_text(encoding="utf-8")
-    new = updated(text)
-    if args.check:
+    stale = []
+    for path in DOCUMENTS:
+        text = path.read_text(encoding="utf-8")
+        new = updated(text)
         if new != text:
-            print("README.md's generated tables are stale: run scripts/update_readme.py")
-            return 1
-        return 0
-    path.write_text(new, encoding="utf-8")
+            stale.append(path.relative_to(ROOT))
+            if not args.check:
+                path.write_text(new, encoding="utf-8")
+    if args.check and stale:
+        names = ", ".join(map(str, stale))
+        print(f"stale generated tables in {names}: run scripts/update_readme.py")
+        return 1
     return 0
 
 

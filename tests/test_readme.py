@@ -113,14 +113,19 @@ def _update_readme_module():
     return module
 
 
-def test_every_measured_table_in_the_readme_is_drawn_from_its_committed_artifact():
+def test_every_measured_table_in_the_readme_and_docs_is_drawn_from_its_committed_artifact():
     """Each generated block equals what ``scripts/update_readme.py`` draws from
     ``reports/artifacts/`` now: a changed artifact or a hand-edited number fails here."""
     update_readme = _update_readme_module()
-    text = README.read_text(encoding="utf-8")
-    names = re.findall(r"<!-- generated: (\w+) -->", text)
-    assert sorted(names) == sorted(update_readme.BLOCKS)
-    for name in names:
+    readme_names = re.findall(r"<!-- generated: (\w+) -->", README.read_text(encoding="utf-8"))
+    assert sorted(readme_names) == sorted(update_readme.BLOCKS)
+    assert README in update_readme.DOCUMENTS
+    for document in update_readme.DOCUMENTS:
+        _assert_blocks_drawn(update_readme, document.read_text(encoding="utf-8"))
+
+
+def _assert_blocks_drawn(update_readme, text):
+    for name in re.findall(r"<!-- generated: (\w+) -->", text):
         block = re.search(
             rf"<!-- generated: {name} -->\n(.*?)\n<!-- end generated: {name} -->", text, re.S
         )
