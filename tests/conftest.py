@@ -12,8 +12,11 @@ The ``make_problem`` fixture draws a network's parameters and a batch with numpy
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 
 import jax
@@ -21,6 +24,27 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
+
+def _share_compiled_programs() -> None:
+    """One JAX compilation cache for this test run: its xdist workers and the processes they
+    start (the README's blocks, the notebooks' kernels) compile each program once.
+
+    The process that starts the run makes a fresh folder and removes it when it exits; the
+    workers it starts inherit the folder's name. Programs compiled in under 0.2 s are not
+    stored.
+    """
+    folder = os.environ.get("NETCHECK_TESTS_JAX_CACHE")
+    if folder is None:
+        folder = tempfile.mkdtemp(prefix="netcheck-tests-jax-cache-")
+        os.environ["NETCHECK_TESTS_JAX_CACHE"] = folder
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+_share_compiled_programs()
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
