@@ -103,7 +103,7 @@ def _grid(depths: Sequence[int], widths: Sequence[int], batch: int, cap: int) ->
 
 GRIDS: dict[str, list[Model]] = {
     "quick": [Model((8, 16, 16, 3), 8), Model((8,) * 5 + (3,), 8)],
-    "report": [*_grid((2, 8), (64, 256), 64, 2_000_000), GOAL_MODELS[0]],
+    "report": [*_grid((2, 8), (256,), 64, 2_000_000), GOAL_MODELS[0]],
     "default": [*_grid((2, 8, 32, 64), (64, 256, 1024, 2048), 128, 8_000_000), *GOAL_MODELS],
 }
 """Model grids: ``quick`` (seconds, for tests), ``report`` (reduced, inside ``netcheck

@@ -267,18 +267,19 @@ REPORT_SETTINGS: dict[str, Any] = {
     "kill_matrix": {"dtypes": ["float32"]},
     "detection_power": {
         "dtypes": ["float64", "float32", "bfloat16", "float16"],
-        "n_cases": 8,
+        "n_cases": 4,
         "check_grads_cases": 2,
     },
     "bench": {"grid": "report"},
     "verifier_cost": {"grid": "report", "rounds": 3},
     "training": {k: list(v) if isinstance(v, tuple) else v for k, v in TRAINING.items()},
 }
-"""What ``netcheck report`` runs by default: every stage reduced so that the whole report
-takes about 3 minutes on two idle CPU cores (the quick suite, the kill matrix in float32,
-8 detection-power cases per dtype (one per
-spec), 2 of them also through check_grads, the reduced ``report`` benchmark grid). The full
-versions are the stage functions' defaults."""
+"""What ``netcheck report`` runs by default: every stage reduced (the quick suite, the kill
+matrix in float32, 4 detection-power cases per dtype (the first four power specs: every
+output and loss), 2 of them also through check_grads, the reduced ``report`` benchmark and
+verifier-cost grids). On two idle CPU cores it takes about 4 minutes, most of it compiling
+(one program per detection-power spec and dtype, one per verifier-cost model and method).
+The full versions are the stage functions' defaults."""
 
 
 def default_stages(
