@@ -728,7 +728,8 @@ def detection_power(
     Returns:
         ``{"kind": "detection_power", "wall_s", "constants", "epsilons",
         "check_grads_epsilons", "dtypes": [{"dtype", "n_cases", "false_alarms",
-        "false_alarms_precision" (the precision part alone), "kinks" (cases at a
+        "false_alarms_precision" (the precision part alone), "false_alarm_ids",
+        "false_alarm_ids_precision" (the ids of those cases, to rerun them), "kinks" (cases at a
         non-differentiable point, left out of the power figures), "worst_ratio_correct",
         "mutations": {"layer" | "element": {"both" | "precision": summary,
         "excluded": cases whose element mutation changes nothing}}, the ``layer``/``both``
@@ -804,7 +805,7 @@ def _power_ours(cases: list[Case], progress: bool, constants: Constants) -> dict
     eps = np.array((0.0, *EPSILONS))
     shape = (len(cases), len(EPSILONS))
     detected = {(m, mode): np.zeros(shape, bool) for m in MUTATIONS for mode in MODES}
-    false_alarms = dict.fromkeys(MODES, 0)
+    false_alarm_ids: dict[str, list[str]] = {mode: [] for mode in MODES}
     kinked = np.zeros(len(cases), bool)
     mutable = np.zeros(len(cases), bool)
     ids: list[str] = []
@@ -828,7 +829,10 @@ def _power_ours(cases: list[Case], progress: bool, constants: Constants) -> dict
                     ok = verdicts_pass(dtype, measured[mutation], mode == "both", constants)
                     detected[mutation, mode][rows] = ~ok[:, 1:]
                     if mutation == "layer":
-                        false_alarms[mode] += int((~ok[:, 0]).sum())
+                        alarms = ~ok[:, 0]
+                        false_alarm_ids[mode] += [
+                            case.id for case, alarm in zip(group, alarms, strict=True) if alarm
+                        ]
             kinked[rows] = np.asarray(measured["layer"]["kinks"])[:, 0].sum(axis=-1) > 0
             mutable[rows] = measured["mutable"]
             for i in range(len(group)):
@@ -851,8 +855,10 @@ def _power_ours(cases: list[Case], progress: bool, constants: Constants) -> dict
         mutations[mutation]["excluded"] = int((smooth & ~keep).sum())
     return {
         "n_cases": len(cases),
-        "false_alarms": int(false_alarms["both"]),
-        "false_alarms_precision": int(false_alarms["precision"]),
+        "false_alarms": len(false_alarm_ids["both"]),
+        "false_alarms_precision": len(false_alarm_ids["precision"]),
+        "false_alarm_ids": false_alarm_ids["both"],
+        "false_alarm_ids_precision": false_alarm_ids["precision"],
         "kinks": int(kinked.sum()),
         "worst_ratio_correct": worst,
         **mutations["layer"]["both"],

@@ -10,6 +10,7 @@ import pytest
 from netcheck import suite
 from netcheck.activations import HIDDEN_ACTIVATIONS
 from netcheck.losses import LOSSES
+from netcheck.verifier.rule import Constants
 
 
 def test_the_default_suite_covers_every_axis_with_at_least_200_cases():
@@ -85,3 +86,15 @@ def test_detection_power_finds_large_errors_without_false_alarms():
     assert ours["check_grads"]["detected_fraction"][0] == 1.0
     with pytest.raises(ValueError, match="n_cases must be a positive int"):
         suite.detection_power(("float32",), n_cases=0)
+
+
+def test_detection_power_names_the_cases_that_raise_a_false_alarm():
+    # K and T a millionth of their values: no correct float32 gradient lands that close.
+    strict = Constants(noise_multiple=8e-6, tie_multiple=4e-6)
+    record = suite.detection_power(
+        ("float32",), n_cases=2, check_grads_cases=0, progress=False, constants=strict
+    )
+    (ours,) = record["dtypes"]
+    expected = [case.id for case in suite.power_cases("float32", 2)]
+    assert sorted(ours["false_alarm_ids"]) == sorted(expected) and ours["false_alarms"] == 2
+    assert len(ours["false_alarm_ids_precision"]) == ours["false_alarms_precision"]
