@@ -316,6 +316,23 @@ def test_a_subgradient_choice_at_a_relu_kink_is_not_a_failure():
     assert verdict.ok and verdict.first_bad_layer is None
 
 
+def test_finite_differences_straddling_a_known_kink_abstain_rather_than_fail():
+    # The one bfloat16 false alarm of the 1000-case detection-power sweep: a leaky_relu
+    # pre-activation is exactly 0 in bfloat16, and the witness's central differences along
+    # this seed's direction average the two one-sided slopes, far from autodiff's
+    # subgradient. The rows abstain at such a point; the witness must too.
+    case = suite.power_cases("bfloat16", 1000)[559]
+    params, x, y = suite.case_data(case)
+    params, x, y = jax.tree_util.tree_map(
+        lambda a: np.asarray(a).astype(jnp.bfloat16), (params, x, y)
+    )
+    verdict = verify(case.net, params, x, y, seed=case.seed)
+    witness = verdict.witness
+    assert verdict.kink and witness.kink
+    assert abs(witness.value - witness.truth) > witness.tolerance  # they really disagree
+    assert verdict.ok and not verdict.reference_suspect, str(verdict)
+
+
 def test_float64_is_judged_against_a_floor_measured_one_precision_down(x64):
     net = Network(
         (3, 5, 2), activation="gelu", output_activation="softmax", loss="softmax_cross_entropy"

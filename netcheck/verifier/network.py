@@ -254,6 +254,9 @@ def network_references(
     if noise is None:
         return refs
     estimate, directions, weights = network_witness(net, p64, x64, y64, noise)
+    # A pre-activation exactly at a kink: the differences straddle it and average the two
+    # one-sided slopes, autodiff takes one subgradient; the witness abstains, as the rows do.
+    estimate = estimate._replace(kink=estimate.kink | (jnp.sum(shared["kinks"]) > 0))
     return refs._replace(estimate=estimate, directions=directions, weights=weights)
 
 

@@ -32,8 +32,9 @@ class Witness:
         truth: ``t · d`` from float64 autodiff.
         candidate: ``c · d`` from the gradient under test.
         tolerance: how far ``value`` may be from ``truth``.
-        kink: the loss is not smooth along ``d`` at the ladder's scale (then the witness
-            abstains: finite differences cannot judge there).
+        kink: the loss is not smooth along ``d`` at the ladder's scale, or (for the
+            lecture's network) a relu/leaky_relu pre-activation is exactly 0; then the
+            witness abstains: finite differences cannot judge there.
         agrees: ``|value - truth| ≤ tolerance``, or a kink.
     """
 
