@@ -193,11 +193,16 @@ def find_rules(fn: Callable, /, *args: Any, **kwargs: Any) -> list[ReachedRule]:
     return _records(log, failure)
 
 
+def is_supported_jax(version: str | None = None) -> bool:
+    """Whether ``version`` (default: JAX's) lies in ``SUPPORTED_JAX``."""
+    match = re.match(r"(\d+)\.(\d+)\.(\d+)", jax.__version__ if version is None else version)
+    return bool(match) and SUPPORTED_JAX[0] <= tuple(map(int, match.groups())) < SUPPORTED_JAX[1]
+
+
 def check_jax_version(version: str | None = None) -> None:
     """Raise :class:`UnsupportedJaxVersion` unless ``version`` (default: JAX's) is supported."""
     installed = jax.__version__ if version is None else version
-    match = re.match(r"(\d+)\.(\d+)\.(\d+)", installed)
-    if match and SUPPORTED_JAX[0] <= tuple(map(int, match.groups())) < SUPPORTED_JAX[1]:
+    if is_supported_jax(installed):
         return
     supported = "JAX >= {}, < {}".format(*(".".join(map(str, v)) for v in SUPPORTED_JAX))
     if os.environ.get(ALLOW_UNTESTED_JAX) == "1":

@@ -25,7 +25,6 @@ tolerance of a program without cancellation, never a looser one.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from jax.extend import core
 
-from netcheck._jaxpr import SUPPORTED_JAX
+from netcheck._jaxpr import is_supported_jax
 
 Array = jax.Array
 
@@ -97,12 +96,6 @@ _CALLS = {
 """Steps that call a sub-program, and the parameter holding it: evaluated inline."""
 
 
-def jax_is_supported() -> bool:
-    """Whether the installed JAX is one this module's reading of jaxprs is tested on."""
-    match = re.match(r"(\d+)\.(\d+)\.(\d+)", jax.__version__)
-    return bool(match) and SUPPORTED_JAX[0] <= tuple(map(int, match.groups())) < SUPPORTED_JAX[1]
-
-
 class _NotLinear(Exception):
     """A step this module cannot take in absolute value."""
 
@@ -120,7 +113,7 @@ def term_magnitudes(linear: Callable[[Any], Any], probe: Any) -> Any | None:
         term cancels), or ``None`` when the program takes a step not known as linear or
         JAX is not a version this module is tested on (``SUPPORTED_JAX``).
     """
-    if not jax_is_supported():
+    if not is_supported_jax():
         return None
     closed, shapes = jax.make_jaxpr(linear, return_shape=True)(probe)
     leaves = jax.tree_util.tree_leaves(probe)

@@ -49,7 +49,7 @@ import numpy as np
 from netcheck._jaxpr import _source as rule_source
 from netcheck.verifier import measure
 from netcheck.verifier.checks import candidate_in_float64, check_concrete, check_seed
-from netcheck.verifier.maps import dtype_name, map_reasons, map_rows, run_map
+from netcheck.verifier.maps import LinearInProbe, dtype_name, map_reasons, map_rows, run_map
 from netcheck.verifier.measure import F64
 from netcheck.verifier.point import Layout, split_point
 from netcheck.verifier.pytree import degenerate_self_floors
@@ -404,7 +404,7 @@ def _stacked(per_probe: list[list[Array]]) -> list[Array]:
 
 
 @dataclass(frozen=True)
-class VjpMap:
+class VjpMap(LinearInProbe):
     """A custom_vjp's ``Jᵀ c_p`` for ``P`` cotangents ``c_p``.
 
     The probe is, per floating output leaf, its ``P`` cotangents stacked ``(P, *shape)``;
@@ -438,9 +438,6 @@ class VjpMap:
     def candidate(self, rule: Any, floats: list, arrays: list, probe: list) -> list[Array]:
         return self._pullbacks(self.call.through(rule), floats, arrays, probe)
 
-    def linear(self, floats: list, arrays: list, probe: list) -> tuple[Callable, list]:
-        return (lambda c: self.reference(floats, arrays, c)), probe
-
     def value(self, floats: list, arrays: list, probe: list) -> Array:
         return _nan_if_nonfinite(self.call.primal(floats, arrays))
 
@@ -458,7 +455,7 @@ class VjpMap:
 
 
 @dataclass(frozen=True)
-class JvpMap:
+class JvpMap(LinearInProbe):
     """A custom_jvp's ``J_i t_{p,i}`` for ``P`` tangents ``t_p``, one argument leaf ``i`` at
     a time.
 
@@ -507,9 +504,6 @@ class JvpMap:
 
     def candidate(self, rule: Any, floats: list, arrays: list, probe: list) -> list[Array]:
         return self._tangents(self.call.through(rule), floats, arrays, probe)
-
-    def linear(self, floats: list, arrays: list, probe: list) -> tuple[Callable, list]:
-        return (lambda t: self.reference(floats, arrays, t)), probe
 
     def value(self, floats: list, arrays: list, probe: list) -> Array:
         return _nan_if_nonfinite(self.call.primal(floats, arrays))

@@ -72,6 +72,16 @@ class Map(Protocol):
         """``(FDEstimate of ⟨reference, pair⟩, pair)`` in float64, from ``noise``."""
 
 
+class LinearInProbe:
+    """For a map whose reference is already linear in its probe (a VJP, a JVP, ``H v``):
+    :meth:`Map.linear` is the reference itself, as a function of the probe."""
+
+    def linear(
+        self, floats: list[Array], arrays: list[Array], probe: list[Array]
+    ) -> tuple[Callable[[list[Array]], list[Array]], list[Array]]:
+        return (lambda v: self.reference(floats, arrays, v)), probe  # type: ignore[attr-defined]
+
+
 def loss_value(loss_fn: Callable, has_aux: bool, layout: Layout) -> Callable:
     """``(floats, arrays) -> scalar``: the user's loss on the rebuilt point."""
 
@@ -123,7 +133,7 @@ class GradientMap:
 
 
 @dataclass(frozen=True)
-class HessianMap:
+class HessianMap(LinearInProbe):
     """``H v``: the Hessian of a loss times the probe ``v`` (forward over reverse).
 
     The witness moves the point along ``v`` and differences ``⟨w, ∇L⟩`` for a random
@@ -142,11 +152,6 @@ class HessianMap:
         self, floats: list[Array], arrays: list[Array], probe: list[Array]
     ) -> list[Array]:
         return list(jax.jvp(self._gradient(arrays), (floats,), (probe,))[1])
-
-    def linear(
-        self, floats: list[Array], arrays: list[Array], probe: list[Array]
-    ) -> tuple[Callable[[list[Array]], list[Array]], list[Array]]:
-        return (lambda v: self.reference(floats, arrays, v)), probe
 
     def value(self, floats: list[Array], arrays: list[Array], probe: list[Array]) -> Array:
         return loss_value(self.loss_fn, self.has_aux, self.layout)(floats, arrays)
