@@ -17,16 +17,14 @@ The public surface::
 """
 
 from netcheck import datasets, testing
-from netcheck.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS, Activation
-from netcheck.audit import AuditReport, audit
-from netcheck.checkpoint import Checkpoint
-from netcheck.checkpoint import load as load_checkpoint
-from netcheck.checkpoint import save as save_checkpoint
-from netcheck.literal import literal_grad
-from netcheck.losses import LOSSES, Loss
-from netcheck.network import INIT_SCHEMES, ForwardCache, Network
-from netcheck.rules import check_custom_rule
-from netcheck.trainer import (
+from netcheck.nn import INIT_SCHEMES, ForwardCache, Network
+from netcheck.nn.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS, Activation
+from netcheck.nn.literal import literal_grad
+from netcheck.nn.losses import LOSSES, Loss
+from netcheck.training.checkpoint import Checkpoint
+from netcheck.training.checkpoint import load as load_checkpoint
+from netcheck.training.checkpoint import save as save_checkpoint
+from netcheck.training.trainer import (
     DivergenceWarning,
     TrainState,
     fit,
@@ -37,6 +35,8 @@ from netcheck.trainer import (
     train,
 )
 from netcheck.verifier import Verdict, check_gradient, verify
+from netcheck.verifier.audit import AuditReport, audit
+from netcheck.verifier.custom_rule import check_custom_rule
 
 __version__ = "0.1.0"
 

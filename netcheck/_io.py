@@ -1,7 +1,7 @@
 """Atomic file writes: a crash mid-write never leaves a half-written file behind.
 
 Every file netcheck writes (``--json`` records, checkpoints, reports, datasets) goes through
-:func:`write_bytes_atomic`: the bytes land in a temporary file beside the target, are flushed
+``write_bytes_atomic``: the bytes land in a temporary file beside the target, are flushed
 to disk, and replace the target in one ``os.replace``. The temporary file is created with mode
 ``0o666`` filtered by the process umask, as ``open()`` would create the target itself (0644
 under umask 022), not with ``tempfile.mkstemp``'s private 0600.
@@ -22,7 +22,7 @@ _NAME_ATTEMPTS = 100
 
 
 def check_writable(path: str | os.PathLike[str]) -> Path:
-    """Refuse, before any work, a target that :func:`write_bytes_atomic` could not write.
+    """Refuse, before any work, a target that ``write_bytes_atomic`` could not write.
 
     Raises:
         FileNotFoundError: the folder does not exist.
@@ -46,7 +46,7 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     the umask). On any error the temporary file is removed and the old ``path`` is untouched.
 
     Raises:
-        FileNotFoundError / IsADirectoryError / PermissionError: see :func:`check_writable`.
+        FileNotFoundError / IsADirectoryError / PermissionError: see ``check_writable``.
     """
     path = check_writable(path)
     descriptor, temporary = _create_temporary(path)

@@ -1,14 +1,14 @@
 """Every custom_vjp / custom_jvp rule a program reaches, with the values it receives there.
 
 This is the only module of netcheck that reads JAX internals. It is tested on the JAX
-versions in ``SUPPORTED_JAX``; on any other version :func:`find_rules` raises
-:class:`UnsupportedJaxVersion` (one message naming the installed and the supported
+versions in ``SUPPORTED_JAX``; on any other version ``find_rules`` raises
+``UnsupportedJaxVersion`` (one message naming the installed and the supported
 versions) unless ``NETCHECK_ALLOW_UNTESTED_JAX=1`` is set, in which case it warns and runs,
 still checking its own result against the traced program (below).
 
 Contract
 --------
-``find_rules(fn, *args, **kwargs)`` returns one :class:`ReachedRule` per call site: per rule,
+``find_rules(fn, *args, **kwargs)`` returns one ``ReachedRule`` per call site: per rule,
 line that calls it, argument structure, shapes and dtypes (distinct sites of one rule stay
 apart; repeated identical calls, such as scan iterations, are one record with a count).
 Each record holds the rule object itself (``jax.custom_vjp`` or ``jax.custom_jvp``), so that
@@ -37,7 +37,7 @@ see only the thread that called it.
    trace again (those traces stay in JAX's caches under their key until JAX evicts them; the
    user's own cached traces are neither used nor touched). The jaxpr is then a witness: each
    custom-call equation in it must belong to a rule the wrapper saw, or find_rules raises
-   :class:`UnsupportedJaxVersion` rather than return too few rules. Rules in a cond/switch
+   ``UnsupportedJaxVersion`` rather than return too few rules. Rules in a cond/switch
    branch not taken, or in a loop that runs zero times, are found here, and only here.
 2. **Evaluate.** ``fn`` runs again, op by op, under ``jax.disable_jit()``. In JAX 0.10 that
    runs jit bodies as plain Python; scan and fori_loop as Python loops over concrete slices;
@@ -200,7 +200,7 @@ def is_supported_jax(version: str | None = None) -> bool:
 
 
 def check_jax_version(version: str | None = None) -> None:
-    """Raise :class:`UnsupportedJaxVersion` unless ``version`` (default: JAX's) is supported."""
+    """Raise ``UnsupportedJaxVersion`` unless ``version`` (default: JAX's) is supported."""
     installed = jax.__version__ if version is None else version
     if is_supported_jax(installed):
         return

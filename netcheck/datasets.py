@@ -1,6 +1,6 @@
 """Datasets for the trainer: the lecture's binary problems and more, as plain numpy arrays.
 
-Every dataset is a :class:`Dataset` whose targets are ready for the loss::
+Every dataset is a ``Dataset`` whose targets are ready for the loss::
 
     ds = load("moons", n_samples=500, noise=0.1, seed=0)
     ds.x          # (n, d) float32 features
@@ -8,13 +8,13 @@ Every dataset is a :class:`Dataset` whose targets are ready for the loss::
     ds.labels     # (n,) int64 class labels 0..k-1
     train, test = standardize(*train_test_split(ds, test_fraction=0.2, seed=0))
 
-Generated in-process from a seed (numpy only, deterministic): :func:`make_xor` (the
-classic problem a single perceptron cannot solve), :func:`make_moons`,
-:func:`make_circles`, :func:`make_spirals` and :func:`make_blobs`; classes are balanced
+Generated in-process from a seed (numpy only, deterministic): ``make_xor`` (the
+classic problem a single perceptron cannot solve), ``make_moons``,
+``make_circles``, ``make_spirals`` and ``make_blobs``; classes are balanced
 (class ``c`` of ``k`` gets ``n // k + (c < n % k)`` examples) and rows are shuffled.
-Real datasets: :func:`load_breast_cancer` and :func:`load_digits`, read from the files that
+Real datasets: ``load_breast_cancer`` and ``load_digits``, read from the files that
 scikit-learn ships inside its package (no download; ``pip install scikit-learn``).
-Files: :func:`load_npz`, :func:`load_csv` and :func:`save_npz`. Every entry point refuses
+Files: ``load_npz``, ``load_csv`` and ``save_npz``. Every entry point refuses
 bad input with one ``ValueError``/``TypeError`` that names the argument (or the file) and
 the problem.
 """
@@ -36,7 +36,7 @@ import numpy as np
 from netcheck._io import write_bytes_atomic
 
 DATASETS = ("xor", "moons", "circles", "spirals", "blobs", "breast_cancer", "digits")
-"""Every dataset :func:`load` knows, by name."""
+"""Every dataset ``load`` knows, by name."""
 
 _ONE_HOT_ATOL = 1e-5  # float32 probability rows may miss 1 by a few ulps per class
 
@@ -195,7 +195,7 @@ def _probability_rows(y: np.ndarray, n_classes: int | None, what: str) -> np.nda
 
 
 def from_arrays(x: Any, y: Any, *, name: str = "arrays", n_classes: int | None = None) -> Dataset:
-    """A validated :class:`Dataset` from in-memory arrays.
+    """A validated ``Dataset`` from in-memory arrays.
 
     Args:
         x: ``(n, d)`` numeric features, finite, and representable in float32.
@@ -206,7 +206,7 @@ def from_arrays(x: Any, y: Any, *, name: str = "arrays", n_classes: int | None =
             by default the largest label + 1 (at least 2).
 
     Returns:
-        The dataset, with float32 ``x`` and loss-ready ``y`` (see :class:`Dataset`).
+        The dataset, with float32 ``x`` and loss-ready ``y`` (see ``Dataset``).
     """
     return _validated(x, y, name=name, n_classes=n_classes, x_what="x", y_what="y")
 
@@ -333,7 +333,7 @@ def make_xor(n_samples: int = 200, *, noise: float = 0.2, seed: int = 0) -> Data
         seed: seed of the numpy generator.
 
     Returns:
-        A binary :class:`Dataset`: ``x (n, 2)``, ``y (n, 1)``.
+        A binary ``Dataset``: ``x (n, 2)``, ``y (n, 1)``.
     """
     sigma = _checked_float(noise, "noise", low=0.0)
     rng = _generator_args(n_samples, seed, 2)
@@ -356,7 +356,7 @@ def make_moons(n_samples: int = 200, *, noise: float = 0.1, seed: int = 0) -> Da
         seed: seed of the numpy generator.
 
     Returns:
-        A binary :class:`Dataset`: ``x (n, 2)``, ``y (n, 1)``.
+        A binary ``Dataset``: ``x (n, 2)``, ``y (n, 1)``.
     """
     sigma = _checked_float(noise, "noise", low=0.0)
     rng = _generator_args(n_samples, seed, 2)
@@ -383,7 +383,7 @@ def make_circles(
         seed: seed of the numpy generator.
 
     Returns:
-        A binary :class:`Dataset`: ``x (n, 2)``, ``y (n, 1)``.
+        A binary ``Dataset``: ``x (n, 2)``, ``y (n, 1)``.
     """
     sigma = _checked_float(noise, "noise", low=0.0)
     radius = _checked_float(factor, "factor", low=0.0, high=1.0)
@@ -419,7 +419,7 @@ def make_spirals(
         seed: seed of the numpy generator.
 
     Returns:
-        A :class:`Dataset` with ``x (n, 2)`` and ``y (n, 1)`` for two classes, else
+        A ``Dataset`` with ``x (n, 2)`` and ``y (n, 1)`` for two classes, else
         one-hot ``y (n, k)``.
     """
     k = _checked_int(n_classes, "n_classes", minimum=2)
@@ -459,7 +459,7 @@ def make_blobs(
         seed: seed of the numpy generator.
 
     Returns:
-        A :class:`Dataset` with ``x (n, d)`` and ``y (n, 1)`` for two classes, else one-hot
+        A ``Dataset`` with ``x (n, d)`` and ``y (n, 1)`` for two classes, else one-hot
         ``y (n, k)``.
     """
     k = _checked_int(n_classes, "n_classes", minimum=2)
@@ -517,7 +517,7 @@ def load_breast_cancer(n_samples: int | None = None, *, seed: int = 0) -> Datase
         seed: seed of the subset.
 
     Returns:
-        A binary :class:`Dataset`: ``x (n, 30)``, ``y (n, 1)``.
+        A binary ``Dataset``: ``x (n, 30)``, ``y (n, 1)``.
 
     Raises:
         ImportError: scikit-learn is not installed (``pip install scikit-learn``).
@@ -536,7 +536,7 @@ def load_digits(n_samples: int | None = None, *, seed: int = 0) -> Dataset:
         seed: seed of the subset.
 
     Returns:
-        A :class:`Dataset`: ``x (n, 64)``, one-hot ``y (n, 10)``.
+        A ``Dataset``: ``x (n, 64)``, one-hot ``y (n, 10)``.
 
     Raises:
         ImportError: scikit-learn is not installed (``pip install scikit-learn``).
@@ -559,7 +559,7 @@ _LOADERS: dict[str, Callable[..., Dataset]] = {
 
 
 def dataset_options(name: str) -> dict[str, Any]:
-    """The options :func:`load` accepts for dataset ``name``, with their defaults."""
+    """The options ``load`` accepts for dataset ``name``, with their defaults."""
     loader = _loader(name)
     return {
         parameter.name: parameter.default
@@ -578,7 +578,7 @@ def _loader(name: Any) -> Callable[..., Dataset]:
 
 
 def load(name: str, *, n_samples: int | None = None, seed: int = 0, **options: Any) -> Dataset:
-    """A dataset by name: one of :data:`DATASETS`.
+    """A dataset by name: one of ``DATASETS``.
 
     Args:
         name: the dataset's name.
@@ -586,10 +586,10 @@ def load(name: str, *, n_samples: int | None = None, seed: int = 0, **options: A
             dataset, all of it).
         seed: seed of the generator (or of the real dataset's subset).
         **options: the generator's own options, e.g. ``noise``; ``n_classes`` for spirals
-            and blobs (see :func:`dataset_options`).
+            and blobs (see ``dataset_options``).
 
     Returns:
-        The :class:`Dataset`.
+        The ``Dataset``.
     """
     loader = _loader(name)
     known = dataset_options(name)
@@ -625,10 +625,10 @@ def load_npz(
     y_key: str = "y",
     n_classes: int | None = None,
 ) -> Dataset:
-    """A :class:`Dataset` from a numpy ``.npz`` archive holding features and targets.
+    """A ``Dataset`` from a numpy ``.npz`` archive holding features and targets.
 
     Args:
-        path: the ``.npz`` file (as written by ``np.savez`` or :func:`save_npz`).
+        path: the ``.npz`` file (as written by ``np.savez`` or ``save_npz``).
         x_key: the archive's name for the ``(n, d)`` numeric features.
         y_key: the archive's name for the targets: ``(n,)`` integer labels 0..k-1,
             ``(n,)``/``(n, 1)`` binary targets in ``[0, 1]``, or ``(n, k)`` one-hot rows.
@@ -688,7 +688,7 @@ def save_npz(ds: Dataset, path: str | os.PathLike[str]) -> Path:
         path: the file to write; its folder must exist.
 
     Returns:
-        The path written. :func:`load_npz` reads it back as the same dataset.
+        The path written. ``load_npz`` reads it back as the same dataset.
     """
     ds = _check_dataset(ds, "ds")
     if not isinstance(path, (str, os.PathLike)):
@@ -706,7 +706,7 @@ def load_csv(
     header: bool | None = None,
     n_classes: int | None = None,
 ) -> Dataset:
-    """A :class:`Dataset` from a CSV file of numbers: one example per line.
+    """A ``Dataset`` from a CSV file of numbers: one example per line.
 
     Args:
         path: the CSV file (UTF-8). Blank lines are skipped.
@@ -719,7 +719,7 @@ def load_csv(
 
     Returns:
         The validated dataset, named after the file's stem. The targets are ``(n,)``
-        integer labels 0..k-1 or binary targets in ``[0, 1]`` (see :func:`from_arrays`).
+        integer labels 0..k-1 or binary targets in ``[0, 1]`` (see ``from_arrays``).
 
     Raises:
         FileNotFoundError: no such file.
@@ -861,7 +861,7 @@ def train_test_split(
         stratify: keep each class's share equal in both parts (up to rounding).
 
     Returns:
-        ``(train, test)``, each a :class:`Dataset` with the same name and ``n_classes``.
+        ``(train, test)``, each a ``Dataset`` with the same name and ``n_classes``.
     """
     ds = _check_dataset(ds, "ds")
     fraction = _checked_float(test_fraction, "test_fraction", low=0.0, high=1.0)

@@ -12,8 +12,8 @@ each would have caught (spread over the array and in one element)::
     def test_every_rule_in_my_model():
         testing.assert_audit_ok(model_loss, params, x, y, skip=("straight_through",))
 
-Each takes exactly the arguments of the check it runs (:func:`netcheck.check_gradient`,
-:func:`netcheck.check_custom_rule`, :func:`netcheck.audit`) and returns its result when it
+Each takes exactly the arguments of the check it runs (``netcheck.check_gradient``,
+``netcheck.check_custom_rule``, ``netcheck.audit``) and returns its result when it
 passes, so a test can assert more about it.
 """
 
@@ -22,9 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from netcheck.audit import AuditReport, audit
-from netcheck.rules import check_custom_rule
 from netcheck.verifier import Verdict, check_gradient
+from netcheck.verifier.audit import AuditReport, audit
+from netcheck.verifier.custom_rule import check_custom_rule
 
 __all__ = ["assert_audit_ok", "assert_custom_rule_ok", "assert_gradient_ok"]
 
@@ -32,7 +32,7 @@ __all__ = ["assert_audit_ok", "assert_custom_rule_ok", "assert_gradient_ok"]
 def assert_gradient_ok(
     loss_fn: Callable[..., Any], grad_fn: Callable[..., Any], params: Any, *args: Any, **kwargs: Any
 ) -> Verdict:
-    """:func:`netcheck.check_gradient` (same arguments); fail with its table if it fails.
+    """``netcheck.check_gradient`` (same arguments); fail with its table if it fails.
 
     Returns:
         The verdict, when it passes.
@@ -47,7 +47,7 @@ def assert_gradient_ok(
 
 
 def assert_custom_rule_ok(f: Any, *args: Any, **kwargs: Any) -> Verdict:
-    """:func:`netcheck.check_custom_rule` (same arguments); fail with its table if it fails.
+    """``netcheck.check_custom_rule`` (same arguments); fail with its table if it fails.
 
     Returns:
         The verdict, when it passes.
@@ -64,7 +64,7 @@ def assert_custom_rule_ok(f: Any, *args: Any, **kwargs: Any) -> Verdict:
 def assert_audit_ok(
     fn: Callable[..., Any], *args: Any, skip: str | Iterable[str] = (), **kwargs: Any
 ) -> AuditReport:
-    """:func:`netcheck.audit` (same arguments); fail with its report if a rule fails.
+    """``netcheck.audit`` (same arguments); fail with its report if a rule fails.
 
     Returns:
         The report, when every rule passes.

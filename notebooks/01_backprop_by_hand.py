@@ -39,7 +39,7 @@ import numpy as np
 
 import netcheck as nc
 from netcheck import verify
-from netcheck.mutants import MUTANTS
+from netcheck.bench.mutants import MUTANTS
 
 # float64 throughout: exact agreements then show as ~1e-16 instead of float32's ~1e-7.
 jax.config.update("jax_enable_x64", True)
@@ -532,7 +532,7 @@ for mutant in MUTANTS.values():
 # Each activation therefore needs $g''$ beside $g'$. For the sigmoid, $g' = a(1-a)$ and
 # $g'' = g'\,(1 - 2a)$; netcheck keeps both, hand-written, on each activation
 # (`nc.ACTIVATIONS["sigmoid"].derivative` and `.second_derivative`), and the loss keeps its
-# curvature. In `netcheck/hvp.py`, which calls no `jax.grad`, `jvp`, `vjp` or `hessian`:
+# curvature. In `netcheck/nn/hvp.py`, which calls no `jax.grad`, `jvp`, `vjp` or `hessian`:
 #
 # - step 1 under $\mathcal R$: `forward_tangents` ($\mathcal R\{z^\ell\}$, and
 #   $\mathcal R\{a^\ell\}$ by `activation_tangent`);

@@ -89,7 +89,7 @@ run_step bench_large_highest 90 "${NETCHECK[@]}" bench --large --no-progress \
 run_step verifier_cost 90 "${NETCHECK[@]}" bench --verifier --no-progress \
     --json "$scratch/verifier-cost.json" "${VERIFIER_SHRINK[@]}"
 
-run_step train_bench 90 "$PYTHON" -m netcheck.train_bench --batch-sizes 10 128 1024 \
+run_step train_bench 90 "$PYTHON" -m netcheck.bench.trainer_speed --batch-sizes 10 128 1024 \
     --json "$scratch/train-bench.json" "${TRAIN_SHRINK[@]}"
 
 mkdir -p "$OUT_DIR"

@@ -19,15 +19,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from netcheck import bench, suite, verifier_bench
 from netcheck._io import write_json_atomic
+from netcheck.bench import step, suite, verifier_cost
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "reports" / "artifacts"
 
 MEASURES: dict[str, Callable[[], dict[str, Any]]] = {
     "detection_power": lambda: suite.detection_power(n_cases=1000, check_grads_cases=200),
-    "verifier_cost": lambda: verifier_bench.run_verifier_bench("default", progress=True),
-    "bench": lambda: bench.run_bench("default", progress=True),
+    "verifier_cost": lambda: verifier_cost.run_verifier_bench("default", progress=True),
+    "bench": lambda: step.run_bench("default", progress=True),
 }
 
 

@@ -5,7 +5,7 @@
     python scripts/mutation_check.py --list           # the catalogue, and where each applies
 
 netcheck asks its users to prove a gradient check's power with planted bugs; this script asks
-the same of netcheck's tests. Each :class:`Mutation` of :data:`CATALOGUE` is one realistic bug:
+the same of netcheck's tests. Each ``Mutation`` of ``CATALOGUE`` is one realistic bug:
 a regular expression that finds the code by intent (by the names around it, not by line
 numbers, so it survives refactors) and its replacement. For each, the repository is copied to
 a temporary directory (without ``.venv`` and ``.git``), the one file is rewritten there, and the
@@ -90,42 +90,42 @@ CATALOGUE: tuple[Mutation, ...] = (
     # ----- activations ---------------------------------------------------------------------
     Mutation(
         "activations:gelu' x 1.001",
-        "netcheck/activations.py",
+        "netcheck/nn/activations.py",
         _return_of("_gelu_prime"),
         r"\g<1>1.001 * (\g<2>)",
         ("tests/test_activations.py",),
     ),
     Mutation(
         "activations:tanh' from z, not from a",
-        "netcheck/activations.py",
+        "netcheck/nn/activations.py",
         _return_of("_tanh_prime"),
         r"\g<1>(1 - z) * (1 + z)",
         ("tests/test_activations.py",),
     ),
     Mutation(
         "activations:leaky_relu' loses its leak",
-        "netcheck/activations.py",
+        "netcheck/nn/activations.py",
         r"(^def _leaky_relu_prime\(.*\n(?:.*\n)*?.*jnp\.where\(a >= 0, 1, )LEAKY_RELU_SLOPE\)",
         r"\g<1>0)",
         ("tests/test_activations.py",),
     ),
     Mutation(
         "activations:elu' is e^z - 1, not e^z",
-        "netcheck/activations.py",
+        "netcheck/nn/activations.py",
         r"(^def _elu_prime\(.*\n(?:.*\n)*?\s+return jnp\.where\(a > 0, 1, )a \+ 1\)",
         r"\g<1>a)",
         ("tests/test_activations.py",),
     ),
     Mutation(
         "activations:sigmoid'' sign flipped",
-        "netcheck/activations.py",
+        "netcheck/nn/activations.py",
         _return_of("_sigmoid_second"),
         r"\g<1>-(\g<2>)",
         ("tests/test_activations.py",),
     ),
     Mutation(
         "activations:softmax G(L) v without -s sᵀv",
-        "netcheck/activations.py",
+        "netcheck/nn/activations.py",
         _return_of("softmax_vjp"),
         r"\g<1>s * v",
         ("tests/test_activations.py",),
@@ -133,28 +133,28 @@ CATALOGUE: tuple[Mutation, ...] = (
     # ----- losses --------------------------------------------------------------------------
     Mutation(
         "losses:squared error ∂L/∂ŷ = y - ŷ (the slide's sign)",
-        "netcheck/losses.py",
+        "netcheck/nn/losses.py",
         _return_of("_squared_error_grad"),
         r"\g<1>y - y_hat",
         ("tests/test_losses.py",),
     ),
     Mutation(
         "losses:sigmoid + BCE δ^L = y - ŷ",
-        "netcheck/losses.py",
+        "netcheck/nn/losses.py",
         _return_of("_bce_delta"),
         r"\g<1>y - jax.nn.sigmoid(z)",
         ("tests/test_losses.py",),
     ),
     Mutation(
         "losses:BCE ∂²L/∂ŷ² with ŷ² for (1-ŷ)²",
-        "netcheck/losses.py",
+        "netcheck/nn/losses.py",
         r"(^def _bce_grad_tangent\(.*\n(?:.*\n)*?.*\(1 - y\) / jnp\.square\()1 - y_hat\)",
         r"\g<1>y_hat)",
         ("tests/test_losses.py",),
     ),
     Mutation(
         "losses:targets above 1 accepted",
-        "netcheck/losses.py",
+        "netcheck/nn/losses.py",
         r"if low < 0 or high > 1:",
         r"if low < 0:",
         ("tests/test_losses.py",),
@@ -162,7 +162,7 @@ CATALOGUE: tuple[Mutation, ...] = (
     # ----- backprop ------------------------------------------------------------------------
     Mutation(
         "backprop:δ recursion uses W_ℓ for W_{ℓ+1}",
-        "netcheck/backprop.py",
+        "netcheck/nn/backprop.py",
         r"(deltas\.append\(g_prime \* \(deltas\[-1\] @ params\[)layer(\]\[\"W\"\]\)\))",
         r"\g<1>layer - 1\g<2>",
         ("tests/test_backprop.py",),
@@ -170,7 +170,7 @@ CATALOGUE: tuple[Mutation, ...] = (
     ),
     Mutation(
         "backprop:δ^L without G(L) for an elementwise output",
-        "netcheck/backprop.py",
+        "netcheck/nn/backprop.py",
         r"return output\.derivative\(z_out, y_hat\) \* grad_prediction",
         r"return grad_prediction",
         ("tests/test_backprop.py",),
@@ -178,7 +178,7 @@ CATALOGUE: tuple[Mutation, ...] = (
     ),
     Mutation(
         "backprop:∂L/∂b_ℓ averages the already averaged δ",
-        "netcheck/backprop.py",
+        "netcheck/nn/backprop.py",
         r"(layer\[\"b\"\] = delta)\.sum\(axis=0\)",
         r"\g<1>.mean(axis=0)",
         ("tests/test_backprop.py",),
@@ -186,7 +186,7 @@ CATALOGUE: tuple[Mutation, ...] = (
     ),
     Mutation(
         "backprop:the mean's 1/n forgotten",
-        "netcheck/backprop.py",
+        "netcheck/nn/backprop.py",
         r"(top_delta = output_delta\(net, cache, y\)) / x\.shape\[0\]",
         r"\g<1>",
         ("tests/test_backprop.py",),
@@ -195,14 +195,14 @@ CATALOGUE: tuple[Mutation, ...] = (
     # ----- autodiff ------------------------------------------------------------------------
     Mutation(
         "autodiff:per-example δ from the mean, not the sum, of the losses",
-        "netcheck/autodiff.py",
+        "netcheck/nn/autodiff.py",
         r"(def summed_loss\(.*\n\s+return )jnp\.sum\(",
         r"\g<1>jnp.mean(",
         ("tests/test_autodiff.py",),
     ),
     Mutation(
         "autodiff:H v is the gradient (jvp's primal output)",
-        "netcheck/autodiff.py",
+        "netcheck/nn/autodiff.py",
         r"(return jax\.jvp\(gradient, \(params,\), \(v,\)\))\[1\]",
         r"\g<1>[0]",
         ("tests/test_autodiff.py",),
@@ -210,14 +210,14 @@ CATALOGUE: tuple[Mutation, ...] = (
     # ----- literal -------------------------------------------------------------------------
     Mutation(
         "literal:δ^L without G(L)",
-        "netcheck/literal.py",
+        "netcheck/nn/literal.py",
         r"delta = \[g\[-1\] @ (net\.loss_fn\.grad_prediction\(a\[-1\], y\))\]",
         r"delta = [\g<1>]",
         ("tests/test_literal.py",),
     ),
     Mutation(
         "literal:the batch summed, not averaged",
-        "netcheck/literal.py",
+        "netcheck/nn/literal.py",
         r"(def literal_grad\(.*\n(?:.*\n)*?.*)jnp\.mean\(g, axis=0\)",
         r"\g<1>jnp.sum(g, axis=0)",
         ("tests/test_literal.py",),
@@ -225,49 +225,49 @@ CATALOGUE: tuple[Mutation, ...] = (
     # ----- the verifier's rule -------------------------------------------------------------
     Mutation(
         "verifier:K = 2 (cries wolf)",
-        "netcheck/verifier/rule.py",
+        "netcheck/verifier/tolerance.py",
         r"^(NOISE_MULTIPLE\s*=\s*)[0-9.e+-]+",
         r"\g<1>2.0",
         ("tests/test_verifier.py",),
     ),
     Mutation(
         "verifier:K = 80 (ten times blinder)",
-        "netcheck/verifier/rule.py",
+        "netcheck/verifier/tolerance.py",
         r"^(NOISE_MULTIPLE\s*=\s*)[0-9.e+-]+",
         r"\g<1>80.0",
         ("tests/test_verifier.py",),
     ),
     Mutation(
         "verifier:T / 10",
-        "netcheck/verifier/rule.py",
+        "netcheck/verifier/tolerance.py",
         r"^(TIE_MULTIPLE\s*=\s*)([0-9.e+-]+)",
         r"\g<1>\g<2> / 10",
         ("tests/test_verifier.py",),
     ),
     Mutation(
         "verifier:T x 10",
-        "netcheck/verifier/rule.py",
+        "netcheck/verifier/tolerance.py",
         r"^(TIE_MULTIPLE\s*=\s*)([0-9.e+-]+)",
         r"\g<1>\g<2> * 10",
         ("tests/test_verifier.py",),
     ),
     Mutation(
         "verifier:the max norm dropped (only the 2-norm judges)",
-        "netcheck/verifier/rule.py",
+        "netcheck/verifier/tolerance.py",
         r"return \(np\.asarray\(distance\) <= tol\) & \(np\.asarray\(max_distance\) <= max_tol\)",
         r"return np.asarray(distance) <= tol",
         ("tests/test_verifier.py",),
     ),
     Mutation(
         "verifier:a failing formula part ignored (verdict)",
-        "netcheck/verifier/rule.py",
+        "netcheck/verifier/tolerance.py",
         r"if formula is not None and not formula\.ok:",
         r"if False:",
         ("tests/test_verifier.py",),
     ),
     Mutation(
         "verifier:a failing formula part ignored (vectorised sweep)",
-        "netcheck/verifier/rule.py",
+        "netcheck/verifier/tolerance.py",
         r"judged_ok = judged_ok & part_passes\(",
         r"formula_ok = part_passes(",
         ("tests/test_verifier.py", "tests/test_suite.py"),
@@ -301,21 +301,21 @@ CATALOGUE: tuple[Mutation, ...] = (
     # ----- finite differences --------------------------------------------------------------
     Mutation(
         "finite_diff:central difference over h, not 2h",
-        "netcheck/finite_diff.py",
+        "netcheck/verifier/finite_diff.py",
         r"central = \(f_plus - f_minus\) / \(2 \* h\)",
         r"central = (f_plus - f_minus) / h",
         ("tests/test_finite_diff.py",),
     ),
     Mutation(
         "finite_diff:a kink where the second difference shrinks",
-        "netcheck/finite_diff.py",
+        "netcheck/verifier/finite_diff.py",
         r"kink = \(second\[\.\.\., -1\] > KINK_RATIO",
         r"kink = (second[..., -1] < KINK_RATIO",
         ("tests/test_finite_diff.py",),
     ),
     Mutation(
         "finite_diff:random directions not scaled to unit norm",
-        "netcheck/finite_diff.py",
+        "netcheck/verifier/finite_diff.py",
         r"(def random_direction\(.*\n(?:.*\n)*?.*)\[r / norm for r in raw\]",
         r"\g<1>raw",
         ("tests/test_finite_diff.py",),
@@ -323,7 +323,7 @@ CATALOGUE: tuple[Mutation, ...] = (
     # ----- Hessian-vector product ----------------------------------------------------------
     Mutation(
         "hvp:R{δ^ℓ} without δ^{ℓ+1} V_{ℓ+1}",
-        "netcheck/hvp.py",
+        "netcheck/nn/hvp.py",
         r"tangent_above @ weights_above \+ delta_above @ v\[layer\]\[\"W\"\]",
         r"tangent_above @ weights_above",
         ("tests/test_hvp.py",),
@@ -331,7 +331,7 @@ CATALOGUE: tuple[Mutation, ...] = (
     ),
     Mutation(
         "hvp:step 5 without the product rule's (Δ^ℓ)ᵀ R{A^{ℓ-1}}",
-        "netcheck/hvp.py",
+        "netcheck/nn/hvp.py",
         r"layer_hvp\[\"W\"\] = layer_hvp\[\"W\"\] \+ delta\.T @ a_prev_tangent",
         r"layer_hvp['W'] = layer_hvp['W']",
         ("tests/test_hvp.py",),
@@ -340,7 +340,7 @@ CATALOGUE: tuple[Mutation, ...] = (
     # ----- trainer -------------------------------------------------------------------------
     Mutation(
         "trainer:the last partial minibatch skipped",
-        "netcheck/trainer.py",
+        "netcheck/training/trainer.py",
         r"if n_used > split:",
         r"if False:",
         ("tests/test_trainer.py",),
@@ -348,7 +348,7 @@ CATALOGUE: tuple[Mutation, ...] = (
     ),
     Mutation(
         "trainer:binary accuracy thresholds ŷ at 0 (as if logits)",
-        "netcheck/trainer.py",
+        "netcheck/training/trainer.py",
         r"right = \(y_hat\[:, 0\] >= 0\.5\)",
         r"right = (y_hat[:, 0] >= 0)",
         ("tests/test_trainer.py",),
@@ -356,7 +356,7 @@ CATALOGUE: tuple[Mutation, ...] = (
     ),
     Mutation(
         "trainer:no divergence guard (NaN state kept)",
-        "netcheck/trainer.py",
+        "netcheck/training/trainer.py",
         r"jnp\.where\(finite, new, old\)",
         r"new",
         ("tests/test_trainer.py",),
@@ -364,7 +364,7 @@ CATALOGUE: tuple[Mutation, ...] = (
     ),
     Mutation(
         "trainer:running loss not weighted by batch size",
-        "netcheck/trainer.py",
+        "netcheck/training/trainer.py",
         r"total \+ loss\.astype\(total\.dtype\) \* x_batch\.shape\[0\]",
         r"total + loss.astype(total.dtype) * batch_size",
         ("tests/test_trainer.py",),
@@ -373,7 +373,7 @@ CATALOGUE: tuple[Mutation, ...] = (
     # ----- checkpoint ----------------------------------------------------------------------
     Mutation(
         "checkpoint:a non-finite state written",
-        "netcheck/checkpoint.py",
+        "netcheck/training/checkpoint.py",
         r"(bad = non_finite_leaves\(\{\"params\": state\.params.*\n\s+)if bad:",
         r"\g<1>if False:",
         ("tests/test_checkpoint.py",),
@@ -381,7 +381,7 @@ CATALOGUE: tuple[Mutation, ...] = (
     ),
     Mutation(
         "checkpoint:a non-finite state loaded",
-        "netcheck/checkpoint.py",
+        "netcheck/training/checkpoint.py",
         r"(bad = non_finite_leaves\(\{\"params\": params, .*\n\s+)if bad:",
         r"\g<1>if False:",
         ("tests/test_checkpoint.py",),
@@ -390,7 +390,7 @@ CATALOGUE: tuple[Mutation, ...] = (
     # ----- bench ---------------------------------------------------------------------------
     Mutation(
         "bench:manual / jax.grad ratio inverted",
-        "netcheck/bench.py",
+        "netcheck/bench/step.py",
         r"row\[\"manual_over_autodiff\"\] = paired_ratio\(manual\[\"times_s\"\], "
         r"auto\[\"times_s\"\]\)",
         r'row["manual_over_autodiff"] = paired_ratio(auto["times_s"], manual["times_s"])',
@@ -399,7 +399,7 @@ CATALOGUE: tuple[Mutation, ...] = (
     ),
     Mutation(
         "bench:a timed goal judged by its interval's upper end",
-        "netcheck/bench.py",
+        "netcheck/bench/step.py",
         r"met = low <= target",
         r"met = high <= target",
         ("tests/test_bench.py",),
@@ -407,7 +407,7 @@ CATALOGUE: tuple[Mutation, ...] = (
     ),
     Mutation(
         "bench:the worst-shape goal judged where the evidence is weakest",
-        "netcheck/bench.py",
+        "netcheck/bench/step.py",
         r"index = max\(range\(len\(rows\)\), key=lambda i: intervals\[i\]\[0\]\)",
         r"index = min(range(len(rows)), key=lambda i: intervals[i][0])",
         ("tests/test_bench.py",),
@@ -450,7 +450,7 @@ CATALOGUE: tuple[Mutation, ...] = (
     # ----- custom rules --------------------------------------------------------------------
     Mutation(
         "rules:a custom_vjp's candidate is its primal's autodiff",
-        "netcheck/rules.py",
+        "netcheck/verifier/custom_rule.py",
         r"(class VjpMap\b.*\n(?:.*\n)*?.*def candidate\(.*\n\s+return self\._pullbacks\()"
         r"self\.call\.through\(rule\)",
         r"\g<1>self.call.primal",
@@ -458,7 +458,7 @@ CATALOGUE: tuple[Mutation, ...] = (
     ),
     Mutation(
         "rules:a custom_jvp's candidate is its primal's autodiff",
-        "netcheck/rules.py",
+        "netcheck/verifier/custom_rule.py",
         r"(class JvpMap\b.*\n(?:.*\n)*?.*def candidate\(.*\n\s+return self\._tangents\()"
         r"self\.call\.through\(rule\)",
         r"\g<1>self.call.primal",
@@ -466,14 +466,14 @@ CATALOGUE: tuple[Mutation, ...] = (
     ),
     Mutation(
         "audit:a failing rule reported ok",
-        "netcheck/audit.py",
+        "netcheck/verifier/audit.py",
         r"(def _audit_one\(.*\n(?:.*\n)*?\s+)if not verdict\.ok:",
         r"\g<1>if False:",
         ("tests/test_audit.py",),
     ),
     Mutation(
         "audit:skip by short name ignored",
-        "netcheck/audit.py",
+        "netcheck/verifier/audit.py",
         r"return name == qualname or name == qualname\.rpartition\(\"\.\"\)\[2\]",
         r"return name == qualname",
         ("tests/test_audit.py",),
@@ -684,7 +684,7 @@ def run_check(
     catalogue: tuple[Mutation, ...], timeout_s: float, root: Path = ROOT
 ) -> list[dict[str, Any]]:
     """Every mutation of ``catalogue`` on one temporary copy of ``root``, one after another,
-    then the kills confirmed on the unmutated copy (:func:`confirm_kills`)."""
+    then the kills confirmed on the unmutated copy (``confirm_kills``)."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="netcheck-mutation-") as scratch:
         copy = copy_repository(root, Path(scratch))

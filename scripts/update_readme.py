@@ -5,7 +5,7 @@
 
 Each block sits between ``<!-- generated: NAME -->`` and ``<!-- end generated: NAME -->``
 and is drawn from ``reports/artifacts/<file>`` by the report's own table functions
-(:mod:`netcheck.report.tables`), so the README, the report and the artifact say the same.
+(``netcheck.report.tables``), so the README, the report and the artifact say the same.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from netcheck import rule_bench, train_bench
+from netcheck.bench import custom_rules, trainer_speed
 from netcheck.report import render, tables
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,10 +55,10 @@ BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     ),
     "verifier_cost": ("verifier_cost.json", _tables(tables.verifier_cost_tables)),
     "bench": ("bench.json", _tables(lambda record: [tables.goal_table(record["goals"])])),
-    "custom_rules": ("custom_rules.json", _tables(rule_bench.tables_of)),
+    "custom_rules": ("custom_rules.json", _tables(custom_rules.tables_of)),
     "train_bench": (
-        "train_bench.json",
-        lambda record: train_bench.readme_section(record, "reports/artifacts/train_bench.json"),
+        "trainer_speed.json",
+        lambda record: trainer_speed.readme_section(record, "reports/artifacts/trainer_speed.json"),
     ),
 }
 """Block name -> (artifact file, the Markdown drawn from its record)."""

@@ -93,5 +93,5 @@ def draw_problem(
 
 @pytest.fixture(scope="session")
 def make_problem() -> Callable[..., tuple[list[dict[str, np.ndarray]], np.ndarray, np.ndarray]]:
-    """:func:`draw_problem`, as a fixture (session-scoped: it is a pure function)."""
+    """``draw_problem``, as a fixture (session-scoped: it is a pure function)."""
     return draw_problem

@@ -1,4 +1,4 @@
-"""Tests of netcheck.activations: every hand-written g' and g'' against independent references.
+"""Tests of netcheck.nn.activations: every hand-written g' and g'' against independent references.
 
 References: float64 ``jax.grad`` (and ``jax.grad(jax.grad)``) of the activation's own
 function, central finite differences in float64, and for softmax the explicit Jacobian built
@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from netcheck.activations import (
+from netcheck.nn.activations import (
     ACTIVATIONS,
     HIDDEN_ACTIVATIONS,
     LEAKY_RELU_SLOPE,

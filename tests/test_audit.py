@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from netcheck import rule_mutants
-from netcheck.audit import AuditReport, audit
+from netcheck.bench import rule_mutants
+from netcheck.verifier.audit import AuditReport, audit
 
 EXAMPLES = 2
 

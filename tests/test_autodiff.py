@@ -1,4 +1,4 @@
-"""Tests of netcheck.autodiff: the jax.grad reference and the autodiff δ^ℓ.
+"""Tests of netcheck.nn.autodiff: the jax.grad reference and the autodiff δ^ℓ.
 
 References: central finite differences in float64 (an independent witness for the
 reference itself, its gradient and its Hessian-vector product) and the hand-written δ
@@ -16,7 +16,7 @@ import pytest
 from cases import OUTPUT_LOSS_PAIRS
 
 import netcheck as nc
-from netcheck import autodiff, backprop
+from netcheck.nn import autodiff, backprop
 
 # Central differences, h = 1e-6, float64, on losses of order one with smooth activations:
 # truncation h² |f'''| / 6 ~ 1e-13 and round-off ε |f| / h ~ 2e-10; 1e-7 absolute is

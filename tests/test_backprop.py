@@ -1,4 +1,4 @@
-"""Tests of netcheck.backprop: the hand-written δ recursion against independent references.
+"""Tests of netcheck.nn.backprop: the hand-written δ recursion against independent references.
 
 References: the lecture's steps written out in numpy (tiny networks), float64 ``jax.grad`` of
 the same mean loss (every activation x output/loss pair x bias x depth, and Hypothesis
@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import netcheck as nc
-from netcheck import autodiff, backprop
+from netcheck.nn import autodiff, backprop
 
 OUTPUT_LOSS_PAIRS = tuple(PAIRS_BY_ID.values())
 PAIR_IDS = tuple(PAIRS_BY_ID)

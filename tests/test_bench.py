@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from netcheck import bench
+from netcheck.bench import step, timing
 
-TINY = bench.Grid(
+TINY = step.Grid(
     "test",
     widths=(8,),
     depths=(2,),
@@ -39,9 +39,9 @@ def _hand_flops(sizes, batch):
 
 def test_matmul_flops_equals_a_hand_count():
     # (3, 5, 2), batch 4: layer 1: 2*4*3*5 * 2 = 240; layer 2: 2*4*5*2 * 3 = 240.
-    assert bench.matmul_flops((3, 5, 2), 4) == 480
-    assert bench.matmul_flops((7, 4, 6, 3), 5) == _hand_flops((7, 4, 6, 3), 5)
-    assert bench.Shape(16, 3, 2).flops == _hand_flops((16,) * 4, 2)
+    assert step.matmul_flops((3, 5, 2), 4) == 480
+    assert step.matmul_flops((7, 4, 6, 3), 5) == _hand_flops((7, 4, 6, 3), 5)
+    assert step.Shape(16, 3, 2).flops == _hand_flops((16,) * 4, 2)
 
 
 @pytest.mark.parametrize("sizes", [(3, 5, 2), (4, 4, 4, 4), (6, 1)], ids=str)
@@ -53,8 +53,8 @@ def test_roofline_runs_exactly_the_counted_products(sizes):
         for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes))
     ]
     x = jnp.ones((4, sizes[0]))
-    cost = bench._roofline_jit.lower(weights, x).compile().cost_analysis()
-    assert cost["flops"] == bench.matmul_flops(sizes, 4)
+    cost = step._roofline_jit.lower(weights, x).compile().cost_analysis()
+    assert cost["flops"] == step.matmul_flops(sizes, 4)
 
 
 def test_roofline_products_match_numpy():
@@ -64,7 +64,7 @@ def test_roofline_products_match_numpy():
     a1 = x @ weights[0].T
     a2 = a1 @ weights[1].T
     expected = [(a2 @ weights[1]).T @ x, a2.T @ a1]
-    got = bench.roofline_products(
+    got = step.roofline_products(
         [jnp.asarray(w, jnp.float32) for w in weights], jnp.asarray(x, jnp.float32)
     )
     for g, e in zip(got, expected, strict=True):
@@ -72,12 +72,12 @@ def test_roofline_products_match_numpy():
 
 
 def test_numpy_loop_matches_float64_autodiff(x64):
-    shape = bench.Shape(width=5, depth=3, batch=4, dtype="float64")
+    shape = step.Shape(width=5, depth=3, batch=4, dtype="float64")
     net = shape.network()
     params = net.init(jax.random.PRNGKey(1), dtype=jnp.float64)
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(4, 5)), rng.normal(size=(4, 5))
-    grad_w, grad_b = bench.numpy_loop_grad(
+    grad_w, grad_b = step.numpy_loop_grad(
         [np.asarray(p["W"]) for p in params], [np.asarray(p["b"]) for p in params], x, y
     )
     truth = jax.grad(net.mean_loss_unchecked)(params, jnp.asarray(x), jnp.asarray(y))
@@ -87,11 +87,11 @@ def test_numpy_loop_matches_float64_autodiff(x64):
 
 
 def test_finite_differences_approximate_float64_autodiff(x64):
-    net = bench.Shape(width=3, depth=2, batch=2, dtype="float64").network()
+    net = step.Shape(width=3, depth=2, batch=2, dtype="float64").network()
     params = net.init(jax.random.PRNGKey(2), dtype=jnp.float64)
     x = jax.random.normal(jax.random.PRNGKey(3), (2, 3), jnp.float64)
     y = jax.random.normal(jax.random.PRNGKey(4), (2, 3), jnp.float64)
-    approx = bench.finite_difference_grad(net, params, x, y, step=1e-5)
+    approx = step.finite_difference_grad(net, params, x, y, step=1e-5)
     truth = jax.grad(net.mean_loss_unchecked)(params, x, y)
     # Central differences: truncation error O(h²) ~ 1e-10 here, round-off ~ eps/h ~ 1e-11.
     for a, t in zip(jax.tree.leaves(approx), jax.tree.leaves(truth), strict=True):
@@ -100,7 +100,7 @@ def test_finite_differences_approximate_float64_autodiff(x64):
 
 def test_summarize_matches_numpy_percentiles():
     times = [0.5, 0.1, 0.4, 0.2, 0.9, 0.3]
-    summary = bench.summarize(times)
+    summary = timing.summarize(times)
     assert summary["median_s"] == pytest.approx(np.median(times))
     assert summary["q25_s"] == pytest.approx(np.percentile(times, 25))
     assert summary["q75_s"] == pytest.approx(np.percentile(times, 75))
@@ -110,7 +110,7 @@ def test_summarize_matches_numpy_percentiles():
 def test_time_interleaved_alternates_in_varying_order():
     order = []
     calls = {name: (lambda name=name: order.append(name)) for name in ("a", "b", "c")}
-    result = bench.time_interleaved(calls, rounds=12, min_measure_s=0.0)
+    result = timing.time_interleaved(calls, rounds=12, min_measure_s=0.0)
     assert all(len(result[name]["times_s"]) == 12 for name in calls)
     timed = order[12:]  # the first twelve calls are the warm-up, four per method
     rounds = [timed[i : i + 3] for i in range(0, len(timed), 3)]
@@ -125,13 +125,13 @@ def test_time_interleaved_alternates_in_varying_order():
 
 def test_paired_ratio_is_the_median_of_per_round_ratios():
     # Load doubles in round 2 for both methods; the paired ratio is unaffected by it.
-    assert bench.paired_ratios([1.0, 2.2, 1.1], [1.0, 2.0, 1.0]) == pytest.approx([1.0, 1.1, 1.1])
-    assert bench.paired_ratio([1.0, 2.2, 1.1], [1.0, 2.0, 1.0]) == pytest.approx(1.1)
+    assert timing.paired_ratios([1.0, 2.2, 1.1], [1.0, 2.0, 1.0]) == pytest.approx([1.0, 1.1, 1.1])
+    assert timing.paired_ratio([1.0, 2.2, 1.1], [1.0, 2.0, 1.0]) == pytest.approx(1.1)
 
 
 def test_median_interval_of_identical_rounds_is_that_value():
-    assert bench.median_interval([[1.25] * 7]) == pytest.approx((1.25, 1.25))
-    assert bench.median_interval([[1.0] * 5, [3.0] * 5, [2.0] * 9]) == pytest.approx((2.0, 2.0))
+    assert timing.median_interval([[1.25] * 7]) == pytest.approx((1.25, 1.25))
+    assert timing.median_interval([[1.0] * 5, [3.0] * 5, [2.0] * 9]) == pytest.approx((2.0, 2.0))
 
 
 def test_median_interval_matches_the_normal_approximation():
@@ -140,7 +140,7 @@ def test_median_interval_matches_the_normal_approximation():
     rng = np.random.default_rng(3)
     sigma, n = 0.05, 400
     values = 1.0 + rng.normal(0.0, sigma, n)
-    low, high = bench.median_interval([values])
+    low, high = timing.median_interval([values])
     half_width = 1.96 * np.sqrt(np.pi / 2) * sigma / np.sqrt(n)
     assert (high - low) / 2 == pytest.approx(half_width, rel=0.2)
     assert low < np.median(values) < high
@@ -151,49 +151,49 @@ def test_median_interval_over_groups_narrows_like_one_over_sqrt_groups():
     # about as 1/sqrt(G) (the per-shape medians are independent and alike).
     rng = np.random.default_rng(4)
     one = [1.0 + rng.normal(0.0, 0.05, 9) for _ in range(200)]
-    widths_one = [np.diff(bench.median_interval([g], resamples=1000))[0] for g in one[:40]]
+    widths_one = [np.diff(timing.median_interval([g], resamples=1000))[0] for g in one[:40]]
     groups = [one[i * 16 : (i + 1) * 16] for i in range(10)]
-    widths_16 = [np.diff(bench.median_interval(g, resamples=1000))[0] for g in groups]
+    widths_16 = [np.diff(timing.median_interval(g, resamples=1000))[0] for g in groups]
     assert np.mean(widths_16) / np.mean(widths_one) == pytest.approx(1 / 4, rel=0.35)
 
 
 def test_median_interval_refuses_empty_input():
     with pytest.raises(ValueError, match="at least one group"):
-        bench.median_interval([])
+        timing.median_interval([])
     with pytest.raises(ValueError, match="a value in each"):
-        bench.median_interval([[1.0], []])
+        timing.median_interval([[1.0], []])
 
 
 def test_time_interleaved_shares_repeats_within_the_group():
     calls = {"fast": lambda: None, "slow": lambda: sum(range(20_000)), "alone": lambda: None}
-    result = bench.time_interleaved(calls, rounds=1, min_measure_s=0.01, shared=("fast", "slow"))
+    result = timing.time_interleaved(calls, rounds=1, min_measure_s=0.01, shared=("fast", "slow"))
     assert result["fast"]["repeats"] == result["slow"]["repeats"]
     assert result["alone"]["repeats"] > result["slow"]["repeats"]
 
 
 def test_time_interleaved_budget_adds_rounds_up_to_the_cap():
-    result = bench.time_interleaved(
+    result = timing.time_interleaved(
         {"a": lambda: None}, rounds=2, min_measure_s=0.0, budget_s=10.0, max_rounds=6
     )
     assert len(result["a"]["times_s"]) == 6
 
 
 def test_applicable_methods_keep_slow_methods_to_small_shapes():
-    assert bench.applicable_methods(bench.Shape(64, 2, 1), bench.METHODS) == list(bench.METHODS)
-    large = bench.applicable_methods(bench.Shape(1024, 2, 32), bench.METHODS)
+    assert step.applicable_methods(step.Shape(64, 2, 1), step.METHODS) == list(step.METHODS)
+    large = step.applicable_methods(step.Shape(1024, 2, 32), step.METHODS)
     assert large == ["manual", "autodiff", "roofline"]
-    assert "numpy_loop" not in bench.applicable_methods(
-        bench.Shape(8, 2, 1, "bfloat16"), bench.METHODS
+    assert "numpy_loop" not in step.applicable_methods(
+        step.Shape(8, 2, 1, "bfloat16"), step.METHODS
     )
 
 
 @pytest.fixture(scope="module")
 def tiny_record():
-    return bench.run_bench(TINY, matmul_precision="highest")
+    return step.run_bench(TINY, matmul_precision="highest")
 
 
 def test_bench_record_holds_environment_and_consistent_numbers(tiny_record):
-    assert tiny_record["schema"] == bench.SCHEMA
+    assert tiny_record["schema"] == step.SCHEMA
     env = tiny_record["environment"]
     assert env["jax_version"] == jax.__version__
     assert env["platform"] == jax.devices()[0].platform
@@ -202,7 +202,7 @@ def test_bench_record_holds_environment_and_consistent_numbers(tiny_record):
     for field in ("device", "platform", "jax_version", "matmul_precision"):
         assert row[field] == env[field]
     assert row["flops"] == _hand_flops((8, 8, 8), 3)
-    assert set(row["methods"]) == set(bench.METHODS)
+    assert set(row["methods"]) == set(step.METHODS)
     roofline = np.array(row["methods"]["roofline"]["times_s"])
     slow_roofline = np.array(row["slow_group_roofline_times_s"])
     for name, stats in row["methods"].items():
@@ -235,10 +235,10 @@ def test_bench_record_holds_environment_and_consistent_numbers(tiny_record):
 
 def test_compiled_temp_bytes_come_from_memory_analysis(tiny_record):
     (row,) = tiny_record["results"]
-    net = bench.Shape(8, 2, 3).network()
+    net = step.Shape(8, 2, 3).network()
     params = net.init(jax.random.PRNGKey(0))
     x = jnp.ones((3, 8))
-    from netcheck.backprop import manual_grad_jit
+    from netcheck.nn.backprop import manual_grad_jit
 
     compiled = manual_grad_jit.lower(net, params, x, x).compile()
     assert row["methods"]["manual"]["xla_flops"] == compiled.cost_analysis()["flops"]
@@ -294,7 +294,7 @@ def test_performance_goals_on_a_hand_made_record():
     for flops, ratio, over in ((10, 0.98, 2.0), (30, 1.0, 1.05), (20, 0.97, 3.0)):
         manual, auto = _noisy(rng, ratio)
         rows.append(_row(manual, auto, manual / over, flops, temp_diff=0))
-    goals = {g["name"]: g for g in bench.performance_goals({"results": rows})}
+    goals = {g["name"]: g for g in step.performance_goals({"results": rows})}
     assert all(g["met"] is recomputed_verdict(g) for g in goals.values())
     median = goals["manual / jax.grad step time, median over shapes"]
     per_shape = [
@@ -314,7 +314,7 @@ def test_performance_goals_on_a_hand_made_record():
     for flops, ratio in ((10, 1.2), (30, 1.1)):
         manual, auto = _noisy(rng, ratio)
         rows.append(_row(manual, auto, manual / 1.3, flops, temp_diff=16))
-    goals = bench.performance_goals({"results": rows})
+    goals = step.performance_goals({"results": rows})
     assert [g["met"] for g in goals] == [False, False, False, False]
     assert all(g["met"] is recomputed_verdict(g) for g in goals)
     assert "it does: manual is slower" in goals[0]["detail"]
@@ -325,7 +325,7 @@ def test_performance_goals_on_a_hand_made_record():
         _row(manual, auto, manual / 1.1, 10),
         _row(manual, auto, manual / 1.3, 10, dtype="bfloat16"),
     ]
-    goals = {g["name"]: g for g in bench.performance_goals({"results": rows})}
+    goals = {g["name"]: g for g in step.performance_goals({"results": rows})}
     assert goals["manual step time / roofline, largest float32 shape"]["met"] is True
     assert goals["manual step time / roofline, largest bfloat16 shape"]["met"] is False
 
@@ -336,7 +336,7 @@ def test_the_worst_shape_goal_is_judged_where_the_evidence_of_a_slowdown_is_stro
     wide = _noisy(rng, 1.04, noise=0.2)
     tight = _noisy(rng, 1.08, noise=0.002)
     rows = [_row(*wide, wide[1], 10), _row(*tight, tight[1], 20)]
-    worst = bench.performance_goals({"results": rows})[1]
+    worst = step.performance_goals({"results": rows})[1]
     assert worst["where"].startswith("w20 ")
     assert worst["measured"] == pytest.approx(np.median(tight[0] / tight[1]))
     assert worst["met"] is False and worst["met"] is recomputed_verdict(worst)
@@ -352,7 +352,7 @@ def test_equal_programs_meet_the_median_goal_however_their_medians_fall():
         for flops in range(1, 7):
             manual, auto = _noisy(rng, 1.0)
             rows.append(_row(manual, auto, auto, flops))
-        goal = bench.performance_goals({"results": rows})[0]
+        goal = step.performance_goals({"results": rows})[0]
         assert goal["met"] is recomputed_verdict(goal)
         medians.append(goal["measured"])
         met.append(goal["met"])
@@ -365,10 +365,10 @@ def test_memory_goal_cannot_be_met_on_part_of_the_shapes():
     rng = np.random.default_rng(5)
     manual, auto = _noisy(rng, 1.0)
     rows = [_row(manual, auto, auto, 10, temp_diff=0), _row(manual, auto, auto, 20, temp_diff=None)]
-    memory = bench.performance_goals({"results": rows})[-1]
+    memory = step.performance_goals({"results": rows})[-1]
     assert memory["met"] is None and "only 1 of 2 shapes" in memory["detail"]
     rows[0]["manual_temp_bytes_minus_autodiff"] = 8
-    assert bench.performance_goals({"results": rows})[-1]["met"] is False
+    assert step.performance_goals({"results": rows})[-1]["met"] is False
 
 
 @pytest.mark.parametrize(
@@ -386,17 +386,17 @@ def test_memory_goal_cannot_be_met_on_part_of_the_shapes():
 def test_bad_grids_are_refused(kwargs, error, match):
     base = {"name": "bad", "widths": (8,), "depths": (2,), "batches": (1,)}
     with pytest.raises(error, match=match):
-        bench.Grid(**{**base, **kwargs})
+        step.Grid(**{**base, **kwargs})
 
 
 def test_bad_run_bench_arguments_are_refused():
     with pytest.raises(ValueError, match="unknown grid 'huge'"):
-        bench.run_bench("huge")
+        step.run_bench("huge")
     with pytest.raises(TypeError, match="grid must be a Grid"):
-        bench.run_bench(3)
+        step.run_bench(3)
     with pytest.raises(ValueError, match="float64 needs 64-bit JAX"):
-        bench.run_bench(bench.Grid("x", (8,), (2,), (2,), dtypes=("float64",)))
+        step.run_bench(step.Grid("x", (8,), (2,), (2,), dtypes=("float64",)))
     with pytest.raises(ValueError, match="matmul_precision"):
-        bench.run_bench(TINY, matmul_precision="fastest")
+        step.run_bench(TINY, matmul_precision="fastest")
     with pytest.raises(ValueError, match="exceeds max_flops"):
-        bench.Grid("x", (64,), (2,), (8,), max_flops=10).shapes()
+        step.Grid("x", (64,), (2,), (8,), max_flops=10).shapes()

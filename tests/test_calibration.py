@@ -9,12 +9,12 @@
   and by the precision part alone.
 
 The constants are never named here: every judgement uses the verifier's defaults, read
-from :mod:`netcheck.verifier.rule` when it is called. Setting ``NOISE_MULTIPLE`` to 2 or
+from ``netcheck.verifier.tolerance`` when it is called. Setting ``NOISE_MULTIPLE`` to 2 or
 ``TIE_MULTIPLE`` to 0.4 there fails the first group of tests; 80 or 40 fails the second.
 
 Cost: every network corpus is one compiled program per (spec, dtype) over many seeds
-(:func:`netcheck.suite.run_group`), the power one compiled program per dtype
-(:func:`netcheck.suite.detection_power`); seeds are fixed.
+(``netcheck.bench.suite.run_group``), the power one compiled program per dtype
+(``netcheck.bench.suite.detection_power``); seeds are fixed.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from netcheck import suite
+from netcheck.bench import suite
 from netcheck.verifier import Verdict, check_gradient
 
 SEEDS = 32
@@ -41,7 +41,7 @@ NETWORK_CORPUS = {
     "bfloat16": 4,  # leaky relu, sigmoid output, binary cross-entropy, 2-4-3, batch 3
     "float16": 7,  # gelu, sigmoid output, binary cross-entropy, 5-8-1, batch 16, no bias
 }
-"""Per dtype, the default-suite spec run in that dtype (an index into :data:`_SPECS`).
+"""Per dtype, the default-suite spec run in that dtype (an index into ``_SPECS``).
 
 Chosen from a sweep of all 27 specs x 4 dtypes x 32 seeds (3456 correct cases, witness
 off) as cases near the edge: the largest ratio distance / tolerance over their 32 seeds
@@ -164,7 +164,7 @@ STATED_POWER = {
 """The ``ε`` caught per dtype, for (mutation, mode) in the order of the columns.
 
 Measured on the power case below: each is the smallest step of the half-decade grid
-:data:`netcheck.suite.EPSILONS` caught with the default constants (``K = 8, T = 4``), by
+``netcheck.bench.suite.EPSILONS`` caught with the default constants (``K = 8, T = 4``), by
 ``detection_power(..., constants=Constants(K, T))`` at ``(8, 4)``, ``(80, 4)`` and
 ``(8, 40)``. With ``K = 80`` or ``T = 40`` every one of them is missed (the smallest caught
 moves up one or two steps, and bfloat16's single element by the precision part alone is
@@ -203,7 +203,7 @@ def test_a_zero_gradient_computed_by_cancellation_at_more_points(w):
     # the candidate 2 sin cos - sin 2w an ulp of its terms away) at two more points of a
     # grid of 61 in [-3, 3], where bfloat16 once failed the formula part (ratio 3.0 and
     # 3.7, when the floor was the candidate's own rounding); the tolerance is now the
-    # rounding of autodiff's own terms (netcheck._term_magnitudes).
+    # rounding of autodiff's own terms (netcheck.verifier.term_magnitudes).
     def loss(w, x):
         return jnp.sum(jnp.sin(w * x) ** 2 + jnp.cos(w * x) ** 2)
 

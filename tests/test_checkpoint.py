@@ -11,15 +11,15 @@ import optax
 import pytest
 
 import netcheck._io
-from netcheck.checkpoint import (
+from netcheck.nn import Network
+from netcheck.training.checkpoint import (
     data_differences,
     fingerprint_arrays,
     load,
     read_metadata,
     save,
 )
-from netcheck.network import Network
-from netcheck.trainer import fit, init_state
+from netcheck.training.trainer import fit, init_state
 
 
 def _problem():

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from netcheck import bench
+from netcheck.bench import step
 from netcheck.cli import main
 
 TINY = [
@@ -29,7 +29,7 @@ TINY = [
 
 
 def test_bench_writes_a_json_record_with_the_environment(tmp_path, capsys):
-    path = tmp_path / "bench.json"
+    path = tmp_path / "step.json"
     assert main([*TINY, "--json", str(path)]) == 0
     record = json.loads(path.read_text())
     assert record["grid"]["name"] == "quick+custom"
@@ -45,10 +45,10 @@ def test_bench_writes_a_json_record_with_the_environment(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def measured():
     # One real tiny run; the tests below change its per-round times to know the verdicts.
-    grid = bench.Grid(
+    grid = step.Grid(
         "test", (4,), (2,), (2,), rounds=5, min_measure_s=0.0, methods=("manual", "autodiff")
     )
-    return bench.run_bench(grid)
+    return step.run_bench(grid)
 
 
 def _with_times(record, manual_over_autodiff, manual_over_roofline):
@@ -59,7 +59,7 @@ def _with_times(record, manual_over_autodiff, manual_over_roofline):
         auto = np.array(methods["autodiff"]["times_s"])
         methods["manual"]["times_s"] = list(auto * manual_over_autodiff)
         methods["roofline"]["times_s"] = list(auto * manual_over_autodiff / manual_over_roofline)
-    record["goals"] = bench.performance_goals(record)
+    record["goals"] = step.performance_goals(record)
     return record
 
 
@@ -69,7 +69,7 @@ def test_a_missed_target_is_reported_and_exits_1_only_with_strict(
 ):
     slow = _with_times(measured, 1.5, 1.5)
     assert [g["met"] for g in slow["goals"][:3]] == [False, False, False]
-    monkeypatch.setattr(bench, "run_bench", lambda *args, **kwargs: slow)
+    monkeypatch.setattr(step, "run_bench", lambda *args, **kwargs: slow)
     code = main([*TINY, *(["--strict"] if strict else [])])
     out = capsys.readouterr().out
     assert code == (1 if strict else 0)
@@ -79,7 +79,7 @@ def test_a_missed_target_is_reported_and_exits_1_only_with_strict(
 
 def test_targets_met_exit_0_with_strict(measured, monkeypatch, capsys):
     even = _with_times(measured, 1.0, 1.0)
-    monkeypatch.setattr(bench, "run_bench", lambda *args, **kwargs: even)
+    monkeypatch.setattr(step, "run_bench", lambda *args, **kwargs: even)
     assert main([*TINY, "--strict"]) == 0
     out = capsys.readouterr().out
     assert "[target missed]" not in out and out.count("[target met]") >= 3

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from test_figures import kill_record, power_record
 
-from netcheck import bench, report
+from netcheck import report
+from netcheck.bench import step
 from netcheck.cli import main
 
-TINY_GRID = bench.Grid(
+TINY_GRID = step.Grid(
     "test",
     widths=(4,),
     depths=(2,),
@@ -112,7 +113,7 @@ def _bench_record(manual_over_autodiff):
                 },
             }
         )
-    return {"results": rows, "goals": bench.performance_goals({"results": rows})}
+    return {"results": rows, "goals": step.performance_goals({"results": rows})}
 
 
 def test_a_correctness_failure_exits_1_always(from_record, capsys):

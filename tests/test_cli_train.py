@@ -12,11 +12,12 @@ import numpy as np
 import optax
 import pytest
 
-import netcheck.backprop
 import netcheck.cli.train as train_cli
-from netcheck import checkpoint, datasets, trainer
-from netcheck.checkpoint import load
+import netcheck.nn.backprop
+from netcheck import datasets
 from netcheck.cli import build_parser, main
+from netcheck.training import checkpoint, trainer
+from netcheck.training.checkpoint import load
 
 TINY = ["moons", "--n-samples", "120", "--sizes", "6", "--batch-size", "16", "--no-progress"]
 
@@ -99,12 +100,12 @@ def test_resume_continues_exactly(tmp_path):
 
 
 def test_a_failed_gradient_check_exits_1(monkeypatch, capsys):
-    correct = netcheck.backprop.manual_grad_jit
+    correct = netcheck.nn.backprop.manual_grad_jit
 
     def wrong_by_ten_percent(net, params, x, y):
         return jax.tree.map(lambda g: 1.1 * g, correct(net, params, x, y))
 
-    monkeypatch.setattr(netcheck.backprop, "manual_grad_jit", wrong_by_ten_percent)
+    monkeypatch.setattr(netcheck.nn.backprop, "manual_grad_jit", wrong_by_ten_percent)
     assert main(["train", *TINY, "--epochs", "2", "--check-every", "1"]) == 1
     assert "FAILED after epoch(s) 1, 2" in capsys.readouterr().out
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_rgb
 
-from netcheck import bench
+from netcheck.bench import step
 from netcheck.report import figures
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -23,7 +23,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def bench_record():
-    grid = bench.Grid(
+    grid = step.Grid(
         "test",
         widths=(4, 8),
         depths=(2,),
@@ -33,7 +33,7 @@ def bench_record():
         budget_s=0.0,
         methods=("manual", "autodiff", "numpy_loop"),
     )
-    return bench.run_bench(grid)
+    return step.run_bench(grid)
 
 
 def training_record():
@@ -49,7 +49,7 @@ def training_record():
 
 
 def suite_record():
-    # The documented layout of netcheck.suite.run_suite, with one failed case, one NaN and
+    # The documented layout of netcheck.bench.suite.run_suite, with one failed case, one NaN and
     # one exact zero; plus a field this renderer does not know (records may grow).
     def case(case_id, dtype, ratios, ok=True):
         layers = [
@@ -206,7 +206,7 @@ def power_record():
 
 
 def verifier_cost_record():
-    from netcheck.verifier_bench import verifier_goals
+    from netcheck.bench.verifier_cost import verifier_goals
 
     rows = []
     for n_params, ratio, goal in ((1_000, 3.0, False), (50_000, 6.0, True), (2_000_000, 8.0, True)):
@@ -225,7 +225,7 @@ def verifier_cost_record():
                 },
             }
         )
-    record = {"schema": "netcheck.verifier_bench/1", "grid": "test", "results": rows}
+    record = {"schema": "netcheck.bench.verifier_cost/1", "grid": "test", "results": rows}
     record["goals"] = verifier_goals(record)
     return record
 

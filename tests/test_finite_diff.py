@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from netcheck import finite_diff
+from netcheck.verifier import finite_diff
 
 
 def test_random_direction_has_unit_norm_and_the_shapes_of_the_tree():

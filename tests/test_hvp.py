@@ -1,4 +1,4 @@
-"""Tests of netcheck.hvp: the Hessian-vector product by hand (R-operator) against independent
+"""Tests of netcheck.nn.hvp: the Hessian-vector product by hand (R-operator) against independent
 references.
 
 References: float64 forward-over-reverse autodiff ``jax.jvp(jax.grad(mean loss))`` (every
@@ -30,7 +30,8 @@ from cases import (
 )
 
 import netcheck as nc
-from netcheck import autodiff, backprop, hvp, mutants
+from netcheck.bench import mutants
+from netcheck.nn import autodiff, backprop, hvp
 
 EPS64 = float(np.finfo(np.float64).eps)
 

@@ -1,4 +1,4 @@
-"""Tests of netcheck.literal: the slides' per-example form with G(ℓ) as matrices.
+"""Tests of netcheck.nn.literal: the slides' per-example form with G(ℓ) as matrices.
 
 References, none of which reads the code's own ``activation.derivative``: float64
 ``jax.grad`` of the mean loss and of each activation, numpy's own diagonal matrices, and the
@@ -16,8 +16,8 @@ import pytest
 from cases import OUTPUT_LOSS_PAIRS
 
 import netcheck as nc
-from netcheck import autodiff
-from netcheck.literal import g_matrix, literal_grad, literal_grad_jit
+from netcheck.nn import autodiff
+from netcheck.nn.literal import g_matrix, literal_grad, literal_grad_jit
 
 # Both sides are float64 with logits of order one (|z| ≲ 5), where even the literal,
 # unfused ∂L/∂ŷ of the cross-entropies loses at most eps/min(ŷ, 1-ŷ) ≈ 1e-13: 1e-11

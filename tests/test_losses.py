@@ -1,4 +1,4 @@
-"""Tests of netcheck.losses: values against numpy, first and second derivatives against
+"""Tests of netcheck.nn.losses: values against numpy, first and second derivatives against
 autodiff, and the rule each loss puts on its targets.
 
 References: the loss formulas written again in numpy (float64), float64 ``jax.grad`` and
@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from netcheck.activations import ACTIVATIONS
-from netcheck.losses import LOSSES, TARGET_SUM_TOLERANCE, get_loss
+from netcheck.nn.activations import ACTIVATIONS
+from netcheck.nn.losses import LOSSES, TARGET_SUM_TOLERANCE, get_loss
 
 FUSED = ("binary_cross_entropy", "softmax_cross_entropy")
 

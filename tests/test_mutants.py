@@ -10,9 +10,9 @@ import pytest
 from cases import OUTPUT_LOSS_PAIRS, leaf_errors
 from conftest import draw_problem
 
-from netcheck import autodiff, backprop, suite
-from netcheck.mutants import HVP_MUTANTS, MUTANTS, SCALE_BUG
-from netcheck.network import Network
+from netcheck.bench import suite
+from netcheck.bench.mutants import HVP_MUTANTS, MUTANTS, SCALE_BUG
+from netcheck.nn import Network, autodiff, backprop
 
 ISSUE_BUGS = {
     "slide_sign",  # (y - ŷ) as on the slide

@@ -1,4 +1,4 @@
-"""Tests of netcheck.network: the spec, its validation, init, and the forward pass."""
+"""Tests of netcheck.nn.network: the spec, its validation, init, and the forward pass."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import netcheck as nc
-from netcheck import autodiff, backprop, hvp
+from netcheck.nn import autodiff, backprop, hvp
 
 
 def test_forward_with_bias_matches_numpy(x64):

@@ -22,10 +22,12 @@ from test_bench import recomputed_verdict
 # Records in the suite's and the verifier bench's documented layouts.
 from test_figures import kill_record, power_record, verifier_cost_record
 
-from netcheck import bench, report, trainer
+from netcheck import report
+from netcheck.bench import step
 from netcheck.report import figures, render, tables
+from netcheck.training import trainer
 
-TINY_GRID = bench.Grid(
+TINY_GRID = step.Grid(
     "test",
     widths=(4, 8),
     depths=(2,),

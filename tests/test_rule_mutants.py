@@ -1,4 +1,4 @@
-"""``python -m netcheck.rule_mutants``: the measurement of ``check_custom_rule`` and ``audit``
+"""``python -m netcheck.bench.rule_mutants``: the measurement of ``check_custom_rule`` and ``audit``
 on the rule catalogue, run here on a tiny subset (two planted bugs, three generated correct
 rules, one family's cost), and the committed record's figures.
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from netcheck import rule_bench, rule_mutants
+from netcheck.bench import custom_rules, rule_mutants
 
 ARTIFACT = Path(__file__).resolve().parents[1] / "reports" / "artifacts" / "custom_rules.json"
 
@@ -22,7 +22,7 @@ SOFT_ROUND_MUTANTS = tuple(m for m in rule_mutants.MUTANTS if m.family == "soft_
 
 @pytest.fixture(scope="module")
 def record():
-    return rule_bench.measure(
+    return custom_rules.measure(
         mutants=SOFT_ROUND_MUTANTS,
         count=3,
         targets=("soft_round",),
@@ -36,7 +36,7 @@ def record():
 
 
 def test_the_measurement_on_a_subset_kills_names_and_raises_no_false_alarm(record):
-    assert record["schema"] == rule_bench.SCHEMA and record["command"] == "test"
+    assert record["schema"] == custom_rules.SCHEMA and record["command"] == "test"
     assert {"load_average", "jax_version", "device"} <= set(record["environment"])
     kills = record["kill_matrix"]["check_custom_rule"]
     assert [(row["mutant"], row["dtype"]) for row in kills] == [
@@ -56,24 +56,24 @@ def test_the_measurement_on_a_subset_kills_names_and_raises_no_false_alarm(recor
         assert 0 < low <= ratio["median"] <= high
     assert record["summary"]["killed"] == {"float32": 2}
     assert record["summary"]["audit_right"] == {"float32": 2}
-    lines = rule_bench.format_table(record).splitlines()
+    lines = custom_rules.format_table(record).splitlines()
     (killed,) = [line for line in lines if line.startswith("planted rule bugs killed")]
     assert killed.split()[-1] == "2/2"
 
 
 def test_generated_cases_are_distinct_and_reproducible():
-    first = rule_bench.generated_cases(12, seed=3)
-    assert first == rule_bench.generated_cases(12, seed=3)
+    first = custom_rules.generated_cases(12, seed=3)
+    assert first == custom_rules.generated_cases(12, seed=3)
     assert len(set(first)) == 12
     assert all(case.family in rule_mutants.FAMILIES for case in first)
-    assert all((case.rows, case.width) in rule_bench.SHAPES for case in first)
+    assert all((case.rows, case.width) in custom_rules.SHAPES for case in first)
     assert all(0.1 <= case.scale <= 10 for case in first)
 
 
 def test_the_committed_record_kills_every_mutant_and_names_its_rule():
     committed = json.loads(ARTIFACT.read_text(encoding="utf-8"))
     assert committed["command"] == (
-        "python -m netcheck.rule_mutants --json reports/artifacts/custom_rules.json"
+        "python -m netcheck.bench.rule_mutants --json reports/artifacts/custom_rules.json"
     )
     names = {mutant.name for mutant in rule_mutants.MUTANTS}
     for table in ("check_custom_rule", "audit"):

@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from netcheck import rule_mutants
-from netcheck.rules import PROBES, check_custom_rule
+from netcheck.bench import rule_mutants
+from netcheck.verifier.custom_rule import PROBES, check_custom_rule
 
 # --- rules under test ----------------------------------------------------------------------
 

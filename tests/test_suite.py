@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from netcheck import suite
-from netcheck.activations import HIDDEN_ACTIVATIONS
-from netcheck.losses import LOSSES
-from netcheck.verifier.rule import Constants
+from netcheck.bench import suite
+from netcheck.nn.activations import HIDDEN_ACTIVATIONS
+from netcheck.nn.losses import LOSSES
+from netcheck.verifier.tolerance import Constants
 
 
 def test_the_default_suite_covers_every_axis_with_at_least_200_cases():

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import netcheck as nc
-from netcheck import rule_mutants
-from netcheck._term_magnitudes import term_magnitudes
+from netcheck.bench import rule_mutants
+from netcheck.verifier.term_magnitudes import term_magnitudes
 
 RNG = np.random.default_rng(7)
 A = RNG.normal(size=(4, 3))

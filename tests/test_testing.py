@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from netcheck import rule_mutants, testing
+from netcheck import testing
+from netcheck.bench import rule_mutants
 from netcheck.verifier import Verdict
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from netcheck import train_bench
-from netcheck.network import Network
+from netcheck.bench import trainer_speed
+from netcheck.nn import Network
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACT = "reports/artifacts/train_bench.json"
+ARTIFACT = "reports/artifacts/trainer_speed.json"
 
 # A stand-in for Nielsen's network.py, in its Python 2 style (print statements, xrange):
 # the same per-example backprop summed over a minibatch, written for these tests.
@@ -89,8 +89,8 @@ NIELSEN_STAND_IN = textwrap.dedent(
 
 
 def _tiny_problem():
-    net = Network(train_bench.SIZES, "sigmoid", "sigmoid", "squared_error")
-    x, y = train_bench.synthetic_mnist(30, seed=1)
+    net = Network(trainer_speed.SIZES, "sigmoid", "sigmoid", "squared_error")
+    x, y = trainer_speed.synthetic_mnist(30, seed=1)
     params = net.init(jax.random.key(0), scheme="nielsen")
     return net, params, x, y
 
@@ -106,13 +106,13 @@ def _reference_sgd(net, params, x, y, orders, batch_size):
                 params, jnp.asarray(x[rows], jnp.float64), jnp.asarray(y[rows], jnp.float64)
             )
             params = jax.tree.map(
-                lambda p, g: p - train_bench.LEARNING_RATE * np.asarray(g), params, grads
+                lambda p, g: p - trainer_speed.LEARNING_RATE * np.asarray(g), params, grads
             )
     return params
 
 
 def test_synthetic_data_has_mnist_shape_and_statistics():
-    x, y = train_bench.synthetic_mnist(2000)
+    x, y = trainer_speed.synthetic_mnist(2000)
     assert x.shape == (2000, 784) and y.shape == (2000, 10)
     assert x.dtype == np.float32 and y.dtype == np.float32
     assert x.min() >= 0.0 and x.max() <= 1.0
@@ -122,8 +122,8 @@ def test_synthetic_data_has_mnist_shape_and_statistics():
 
 def test_the_numpy_loop_is_sgd_on_the_mean_loss(x64):
     net, params, x, y = _tiny_problem()
-    orders = train_bench.epoch_orders(jax.random.key(3), 30, 2)
-    epochs = list(train_bench.numpy_loop(params, x, y, orders, batch_size=7))
+    orders = trainer_speed.epoch_orders(jax.random.key(3), 30, 2)
+    epochs = list(trainer_speed.numpy_loop(params, x, y, orders, batch_size=7))
     assert len(epochs) == 2
     (_, after_one), (_, trained) = epochs
     expected = _reference_sgd(net, params, x, y, orders, batch_size=7)
@@ -136,12 +136,12 @@ def test_the_numpy_loop_is_sgd_on_the_mean_loss(x64):
 def test_the_jax_loops_and_netcheck_follow_the_same_orders():
     net, params, x, y = _tiny_problem()
     key = jax.random.key(3)
-    orders = train_bench.epoch_orders(key, 30, 2)
+    orders = trainer_speed.epoch_orders(key, 30, 2)
     runners = [
-        train_bench.jax_loop(net, params, x, y, orders, batch_size=7),
-        train_bench.netcheck_fit(net, params, x, y, key, batch_size=7, epochs=2),
-        train_bench.netcheck_epoch(net, params, x, y, key, batch_size=7, epochs=2),
-        train_bench.scan_loop(net, params, x, y, key, batch_size=7, epochs=2),
+        trainer_speed.jax_loop(net, params, x, y, orders, batch_size=7),
+        trainer_speed.netcheck_fit(net, params, x, y, key, batch_size=7, epochs=2),
+        trainer_speed.netcheck_epoch(net, params, x, y, key, batch_size=7, epochs=2),
+        trainer_speed.scan_loop(net, params, x, y, key, batch_size=7, epochs=2),
     ]
     finals = []
     for runner in runners:
@@ -161,7 +161,7 @@ def test_numpy_mean_loss_matches_the_network():
     net, params, x, y = _tiny_problem()
     as_numpy = [(np.asarray(layer["W"]), np.asarray(layer["b"])) for layer in params]
     np.testing.assert_allclose(
-        train_bench.numpy_mean_loss(as_numpy, x, y),
+        trainer_speed.numpy_mean_loss(as_numpy, x, y),
         float(net.mean_loss(params, x, y)),
         rtol=1e-5,
     )
@@ -192,7 +192,7 @@ def test_print_statements_become_calls_and_nothing_else_changes():
         """
     )
     # A compound statement after "if x:" is left as it is: network.py has none.
-    assert train_bench.print_statements_to_calls(source) == expected
+    assert trainer_speed.print_statements_to_calls(source) == expected
 
 
 def test_nielsens_python_2_file_loads_and_trains_like_sgd(tmp_path, capsys, x64):
@@ -200,7 +200,7 @@ def test_nielsens_python_2_file_loads_and_trains_like_sgd(tmp_path, capsys, x64)
     path.write_text(NIELSEN_STAND_IN)
     with pytest.raises(SyntaxError):
         compile(NIELSEN_STAND_IN, "network.py", "exec")  # as written, Python 2 only
-    module = train_bench.load_nielsen(path)
+    module = trainer_speed.load_nielsen(path)
     assert path.read_text() == NIELSEN_STAND_IN  # the file is left untouched
     # The rewritten print and xrange run.
     tiny = module.Network([2, 3, 1])
@@ -208,8 +208,8 @@ def test_nielsens_python_2_file_loads_and_trains_like_sgd(tmp_path, capsys, x64)
     assert capsys.readouterr().out == "Epoch 0 complete\nEpoch 1 complete\n"
 
     net, params, x, y = _tiny_problem()
-    orders = train_bench.epoch_orders(jax.random.key(3), 30, 2)
-    epochs = list(train_bench.nielsen_loop(module, params, x, y, orders, batch_size=7))
+    orders = trainer_speed.epoch_orders(jax.random.key(3), 30, 2)
+    epochs = list(trainer_speed.nielsen_loop(module, params, x, y, orders, batch_size=7))
     expected = _reference_sgd(net, params, x, y, orders, batch_size=7)
     for (w, b), layer in zip(epochs[-1][1], expected, strict=True):
         np.testing.assert_allclose(w, layer["W"], rtol=1e-9, atol=1e-12)
@@ -219,9 +219,9 @@ def test_nielsens_python_2_file_loads_and_trains_like_sgd(tmp_path, capsys, x64)
 def test_load_nielsen_refuses_what_is_not_network_py(tmp_path):
     (tmp_path / "other.py").write_text("x = 1\n")
     with pytest.raises(ValueError, match="no Network class with update_mini_batch"):
-        train_bench.load_nielsen(tmp_path / "other.py")
+        trainer_speed.load_nielsen(tmp_path / "other.py")
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        train_bench.load_nielsen(tmp_path / "missing.py")
+        trainer_speed.load_nielsen(tmp_path / "missing.py")
 
 
 # ----- intervals and the overhead calls ---------------------------------------------------------
@@ -230,7 +230,7 @@ def test_load_nielsen_refuses_what_is_not_network_py(tmp_path):
 @pytest.mark.parametrize("n", [3, 6, 10, 15, 40])
 def test_median_interval_has_the_binomial_coverage(n):
     values = list(np.random.default_rng(n).permutation(n) + 1.0)  # 1..n, shuffled
-    interval = train_bench.median_interval(values)
+    interval = trainer_speed.median_interval(values)
     k = int(interval["low"])  # the k-th smallest of 1..n is k
     assert interval["high"] == n + 1 - k
     # Coverage of [v_(k), v_(n+1-k)]: P(k <= Binomial(n, 1/2) <= n - k), from scipy.
@@ -247,10 +247,10 @@ def test_median_interval_has_the_binomial_coverage(n):
 def test_the_overhead_calls_train_the_same_network(x64):
     net, params, x, y = _tiny_problem()
     key = jax.random.key(5)
-    calls = train_bench.overhead_calls(net, params, x, y, key, batch_size=7, epochs=3)
+    calls = trainer_speed.overhead_calls(net, params, x, y, key, batch_size=7, epochs=3)
     assert list(calls) == ["train", "compiled epochs", "minimal scan"]
     results = {name: call() for name, call in calls.items()}
-    orders = train_bench.epoch_orders(key, 30, 3)
+    orders = trainer_speed.epoch_orders(key, 30, 3)
     expected = _reference_sgd(net, params, x, y, orders, batch_size=7)
     for name, trained in results.items():
         for got, layer in zip(trained, expected, strict=True):
@@ -265,9 +265,9 @@ def test_a_tiny_benchmark_record(tmp_path, capsys):
     (tmp_path / "network.py").write_text(NIELSEN_STAND_IN)
     argv = ["--n-examples", "40", "--epochs", "2", "--batch-sizes", "10", "--rounds", "2"]
     argv += ["--nielsen", str(tmp_path / "network.py"), "--json", str(tmp_path / "bench.json")]
-    assert train_bench.main(argv) == 0
+    assert trainer_speed.main(argv) == 0
     record = json.loads((tmp_path / "bench.json").read_text())
-    assert record["command"].split() == ["python", "-m", "netcheck.train_bench", *argv]
+    assert record["command"].split() == ["python", "-m", "netcheck.bench.trainer_speed", *argv]
     rows = record["throughput"]["rows"]
     assert [row["trainer"] for row in rows] == [
         "netcheck",
@@ -288,11 +288,11 @@ def test_a_tiny_benchmark_record(tmp_path, capsys):
     assert all(len(v) == 2 for v in record["overhead"]["seconds"].values())
     assert "load_average_after" in record["environment"]
     assert "batch 10: netcheck is" in capsys.readouterr().out
-    section = train_bench.readme_section(record, "bench.json")
+    section = trainer_speed.readme_section(record, "bench.json")
     assert "Nielsen's `network.py`" in section and record["command"] in section
 
 
 def test_the_committed_artifact_is_a_full_record():
     record = json.loads((ROOT / ARTIFACT).read_text())
-    assert record["command"].startswith("python -m netcheck.train_bench ")
+    assert record["command"].startswith("python -m netcheck.bench.trainer_speed ")
     assert record["throughput"]["speedups"] and record["overhead"]["goals"]

@@ -23,8 +23,8 @@ SCRIPT = textwrap.dedent(
     import optax
     from jax.sharding import Mesh
 
-    from netcheck.network import Network
-    from netcheck.trainer import init_state, make_epoch_fn, train
+    from netcheck.nn import Network
+    from netcheck.training.trainer import init_state, make_epoch_fn, train
 
     jax.config.update("jax_numpy_dtype_promotion", "strict")
     jax.config.update("jax_numpy_rank_promotion", "raise")

@@ -17,10 +17,10 @@ import optax
 import pytest
 from sklearn.datasets import make_moons
 
-import netcheck.backprop
-import netcheck.trainer as train_module
-from netcheck.network import Network
-from netcheck.trainer import (
+import netcheck.nn.backprop
+import netcheck.training.trainer as train_module
+from netcheck.nn import Network
+from netcheck.training.trainer import (
     DivergenceWarning,
     accuracy,
     check_data,
@@ -502,9 +502,9 @@ def test_check_every_records_verdicts(monkeypatch):
     json.dumps(history, allow_nan=False)
 
     # A manual gradient 10% too large (what the verifier receives) is caught.
-    correct = netcheck.backprop.manual_grad_jit
+    correct = netcheck.nn.backprop.manual_grad_jit
     monkeypatch.setattr(
-        netcheck.backprop,
+        netcheck.nn.backprop,
         "manual_grad_jit",
         lambda *args: jax.tree.map(lambda g: 1.1 * g, correct(*args)),
     )

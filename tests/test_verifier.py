@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netcheck import backprop, literal, suite
-from netcheck.activations import ACTIVATIONS
-from netcheck.network import Network
+from netcheck.bench import suite
+from netcheck.nn import Network, backprop, literal
+from netcheck.nn.activations import ACTIVATIONS
 from netcheck.verifier import Verdict, measure_network_many, network_verdict, unit_roundoff, verify
 
 K, T = 8.0, 4.0  # the documented constants, on purpose not imported
@@ -54,7 +54,7 @@ def _float64(tree):
 
 
 def _truth64(net: Network, params, x, y):
-    """float64 autodiff (netcheck.autodiff) on the upcast point, as NumPy."""
+    """float64 autodiff (netcheck.nn.autodiff) on the upcast point, as NumPy."""
     with jax.enable_x64(True):
         grads = net.autodiff_grad(*_float64((params, x, y)))
     return jax.tree_util.tree_map(np.asarray, grads)
@@ -411,7 +411,7 @@ def test_no_false_alarm_on_correct_gradients_by_equivalent_formulas(
 ):
     net = _HYPOTHESIS_NETS[dtype]
     if formula == "literal" and net.loss == "binary_cross_entropy":
-        formula = "manual"  # the slides' chain rule divides by ŷ(1-ŷ): see netcheck.literal
+        formula = "manual"  # the slides' chain rule divides by ŷ(1-ŷ): see netcheck.nn.literal
     with jax.enable_x64(dtype == "float64"):
         params, x, y = _point(net, jnp.dtype(dtype), seed, 8, w_scale, x_scale)
         verdict = verify(net, params, x, y, grad_fn=EQUIVALENT_FORMULAS[formula], seed=seed % 1000)

@@ -7,23 +7,23 @@ import statistics
 
 import pytest
 
-from netcheck import verifier_bench as vb
+from netcheck.bench import verifier_cost
 from netcheck.cli import main
 
 
 @pytest.fixture(scope="module")
 def record():
-    model = vb.Model((6, 12, 12, 3), 8, goal=True)
-    return vb.run_verifier_bench([model], rounds=3)
+    model = verifier_cost.Model((6, 12, 12, 3), 8, goal=True)
+    return verifier_cost.run_verifier_bench([model], rounds=3)
 
 
 def test_every_method_is_timed_interleaved_with_its_ratio_to_the_unit(record):
     json.dumps(record, allow_nan=False)
     (row,) = record["results"]
     assert row["n_params"] == 6 * 12 + 12 + 12 * 12 + 12 + 12 * 3 + 3 and row["leaves"] == 6
-    assert set(row["methods"]) == set(vb.METHODS) and all(row["ok"].values())
+    assert set(row["methods"]) == set(verifier_cost.METHODS) and all(row["ok"].values())
     unit = row["methods"]["grad64"]["times_s"]
-    for method in vb.METHODS[1:]:
+    for method in verifier_cost.METHODS[1:]:
         times = row["methods"][method]["times_s"]
         assert len(times) == len(unit) >= 3
         expected = statistics.median(t / u for t, u in zip(times, unit, strict=True))
@@ -47,18 +47,18 @@ def test_the_goals_are_recomputed_from_the_measurements(record):
     assert cold["target_value"] == pytest.approx(limit)
     # Judged on goal models only: a grid without one has no goals.
     crafted = {**record, "results": [{**row, "goal": False}]}
-    assert vb.verifier_goals(crafted) == []
-    assert "check_gradient" in vb.format_table(record)
+    assert verifier_cost.verifier_goals(crafted) == []
+    assert "check_gradient" in verifier_cost.format_table(record)
 
 
 def test_the_grids_span_the_issue_models_and_stay_bounded():
-    default = vb.GRIDS["default"]
-    assert {m.sizes for m in vb.GOAL_MODELS} <= {m.sizes for m in default}
+    default = verifier_cost.GRIDS["default"]
+    assert {m.sizes for m in verifier_cost.GOAL_MODELS} <= {m.sizes for m in default}
     assert {m.depth for m in default} >= {2, 8, 32, 64}
     assert max(m.n_params for m in default) <= 8_000_000
     assert {max(m.sizes[1:-1]) for m in default} >= {64, 2048}
     with pytest.raises(ValueError, match="unknown verifier grid"):
-        vb.run_verifier_bench("huge")
+        verifier_cost.run_verifier_bench("huge")
 
 
 def test_cli_bench_verifier_quick_prints_the_table_and_writes_json(tmp_path, capsys):
@@ -66,5 +66,5 @@ def test_cli_bench_verifier_quick_prints_the_table_and_writes_json(tmp_path, cap
     code = main(["bench", "--verifier", "--quick", "--rounds", "2", "--json", str(path)])
     out = capsys.readouterr().out
     assert code == 0 and "check_gradient" in out and "verify" in out
-    assert json.loads(path.read_text())["schema"] == vb.SCHEMA
+    assert json.loads(path.read_text())["schema"] == verifier_cost.SCHEMA
     assert main(["bench", "--verifier", "--large"]) == 2

@@ -2,7 +2,7 @@
 
 Prints one line per shape (median step times, ratios, compiled memory) and the performance
 goals, each "target met" or "target missed" (judged by the 95% bootstrap interval of the
-paired per-round ratios, see :func:`netcheck.bench.performance_goals`); ``--json PATH``
+paired per-round ratios, see ``netcheck.bench.step.performance_goals``); ``--json PATH``
 saves the whole record (every timing round, the device, platform, JAX version and matmul
 precision). Exit 0 when done, also when a target is missed; 1 with ``--strict`` when a
 target is missed; 2 on bad usage.
@@ -15,8 +15,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from netcheck import bench, verifier_bench
 from netcheck._io import write_json_atomic
+from netcheck.bench import step, verifier_cost
 from netcheck.cli import EXIT_CHECK_FAILED, EXIT_OK, UsageError, int_list
 from netcheck.report.tables import goal_line
 
@@ -50,10 +50,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--depths", type=int_list, help="override the depths, e.g. 2,5")
     parser.add_argument("--batches", type=int_list, help="override the batch sizes, e.g. 1,1024")
     parser.add_argument(
-        "--dtypes", type=_str_list, help=f"override the dtypes ({', '.join(bench.DTYPES)})"
+        "--dtypes", type=_str_list, help=f"override the dtypes ({', '.join(step.DTYPES)})"
     )
     parser.add_argument(
-        "--methods", type=_str_list, help=f"methods to run ({', '.join(bench.METHODS)})"
+        "--methods", type=_str_list, help=f"methods to run ({', '.join(step.METHODS)})"
     )
     parser.add_argument("--rounds", type=int, help="least number of interleaved rounds per shape")
     parser.add_argument(
@@ -80,9 +80,9 @@ def _str_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def grid_from_args(args: argparse.Namespace) -> bench.Grid:
+def grid_from_args(args: argparse.Namespace) -> step.Grid:
     """The grid named by ``--quick``/``--large`` (else ``default``) with any overrides."""
-    base = bench.GRIDS["quick" if args.quick else "large" if args.large else "default"]
+    base = step.GRIDS["quick" if args.quick else "large" if args.large else "default"]
     overrides: dict[str, Any] = {
         field: getattr(args, field)
         for field in ("widths", "depths", "batches", "dtypes", "methods", "rounds")
@@ -102,10 +102,10 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--verifier has its own grid: use it alone or with --quick")
         grid_name = "quick" if args.quick else "default"
         rounds = args.rounds if args.rounds is not None else 5
-        record = verifier_bench.run_verifier_bench(grid_name, rounds, not args.no_progress)
-        print(verifier_bench.format_table(record))
+        record = verifier_cost.run_verifier_bench(grid_name, rounds, not args.no_progress)
+        print(verifier_cost.format_table(record))
     else:
-        record = bench.run_bench(
+        record = step.run_bench(
             grid_from_args(args),
             progress=not args.no_progress,
             matmul_precision=args.matmul_precision,
@@ -140,7 +140,7 @@ def format_table(record: dict[str, Any]) -> str:
         if manual and auto and manual["temp_bytes"] is not None and auto["temp_bytes"] is not None:
             temp = f"{manual['temp_bytes'] / 1024:g}/{auto['temp_bytes'] / 1024:g}"
         lines.append(
-            f"{bench.row_label(row):<26}{_ms(manual):>11}{_ms(auto):>13}{_ms(roof):>13}"
+            f"{step.row_label(row):<26}{_ms(manual):>11}{_ms(auto):>13}{_ms(roof):>13}"
             f"{_num(row.get('manual_over_autodiff')):>10}"
             f"{_num(manual and manual['time_over_roofline']):>10}"
             f"{_num(manual and manual['flops_per_s'] / 1e9):>10}{temp:>16}"

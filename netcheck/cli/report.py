@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from netcheck import bench, report
+from netcheck import report
 from netcheck._io import write_json_atomic
+from netcheck.bench import step
 from netcheck.cli import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 
 
@@ -54,7 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--bench-grid",
-        choices=tuple(bench.GRIDS),
+        choices=tuple(step.GRIDS),
         help="benchmark grid of the bench stage (default: report, a reduced default grid; "
         "with --full: default)",
     )

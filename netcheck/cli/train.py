@@ -1,9 +1,9 @@
 """``netcheck train``: train a network on a dataset with the jit-compiled trainer.
 
-The data is a dataset from :mod:`netcheck.datasets` (or an ``.npz``/``.csv`` file), split
+The data is a dataset from ``netcheck.datasets`` (or an ``.npz``/``.csv`` file), split
 into training and test parts and standardised with the training statistics. The network's
 input and output widths come from the data; ``--sizes`` names the hidden widths only. The
-defaults are the trainer's (:mod:`netcheck.trainer`: sgd 0.5, batches of 32, 30 epochs).
+defaults are the trainer's (``netcheck.training.trainer``: sgd 0.5, batches of 32, 30 epochs).
 
 Prints the final train and test metrics (one evaluation of each set after the last epoch;
 during training the progress bar shows the running loss). ``--save`` writes a checkpoint at
@@ -34,13 +34,14 @@ import jax.numpy as jnp
 import optax
 from tqdm import tqdm
 
-from netcheck import checkpoint, datasets
+from netcheck import datasets
 from netcheck._io import check_writable, write_json_atomic
-from netcheck.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
 from netcheck.cli import EXIT_CHECK_FAILED, EXIT_OK, UsageError, int_list
-from netcheck.losses import LOSSES
-from netcheck.network import Network
-from netcheck.trainer import (
+from netcheck.nn import Network
+from netcheck.nn.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
+from netcheck.nn.losses import LOSSES
+from netcheck.training import checkpoint
+from netcheck.training.trainer import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
     DEFAULT_LEARNING_RATE,
@@ -207,7 +208,7 @@ def load_data(
 ) -> tuple[datasets.Dataset, datasets.Dataset, dict[str, Any]]:
     """The dataset named by ``args``, split and standardised: ``(train, test, description)``.
 
-    The description identifies the data for a checkpoint (see :mod:`netcheck.checkpoint`):
+    The description identifies the data for a checkpoint (see ``netcheck.training.checkpoint``):
     the dataset's name or the file's SHA-256, the number of examples, the split's seed and
     test fraction, the standardisation, ``--one-hot``, and a hash of the training split.
     """

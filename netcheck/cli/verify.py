@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from netcheck import suite
 from netcheck._io import write_json_atomic
-from netcheck.activations import HIDDEN_ACTIVATIONS
+from netcheck.bench import suite
 from netcheck.cli import EXIT_CHECK_FAILED, EXIT_OK, UsageError
-from netcheck.losses import LOSSES
-from netcheck.verifier.rule import NOISE_MULTIPLE, TIE_MULTIPLE, checked_constants
+from netcheck.nn.activations import HIDDEN_ACTIVATIONS
+from netcheck.nn.losses import LOSSES
+from netcheck.verifier.tolerance import NOISE_MULTIPLE, TIE_MULTIPLE, checked_constants
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -2,24 +2,24 @@
 
 Data flows one way, and running never mixes with rendering:
 
-- :mod:`~netcheck.report.stages` runs the stages (verification suite, planted-bug kill
+- ``stages`` runs the stages (verification suite, planted-bug kill
   matrix, detection power, benchmark, training comparison) through the lower layers and
-  collects their plain-dict records into one *report record* (:func:`run_report`);
-  :func:`load_record` reads one back from ``results.json``.
-- :mod:`~netcheck.report.tables` turns a record into :class:`Table` objects (strings,
-  numbers through :func:`fmt`) and the :func:`checklist`: correctness checks (PASS/FAIL)
+  collects their plain-dict records into one *report record* (``run_report``);
+  ``load_record`` reads one back from ``results.json``.
+- ``tables`` turns a record into ``Table`` objects (strings,
+  numbers through ``fmt``) and the ``checklist``: correctness checks (PASS/FAIL)
   and performance goals (target met / target missed, judged by intervals).
-- :mod:`~netcheck.report.figures` turns a record into matplotlib figures, each from a
+- ``figures`` turns a record into matplotlib figures, each from a
   pure ``*_data(record)`` function a test can call.
-- :mod:`~netcheck.report.render` fills the Jinja2 templates (``templates/index.html``,
+- ``render`` fills the Jinja2 templates (``templates/index.html``,
   ``templates/report.md``) with the verdict, the tables and the figures, and writes
-  ``reports/<name>/`` atomically (:func:`write_report`).
+  ``reports/<name>/`` atomically (``write_report``).
 
 Nothing below ``stages`` runs training, timing or verification. A new section is one stage
-function (``stages.py``: its runner, listed in :data:`STAGES`) and one entry in
-:data:`~netcheck.report.tables.SECTIONS` (its title and tables function); the templates
+function (``stages.py``: its runner, listed in ``STAGES``) and one entry in
+``SECTIONS`` (its title and tables function); the templates
 draw every section alike, in HTML and Markdown, and its figures are
-:class:`~netcheck.report.figures.FigureSpec` entries that name the stage.
+``FigureSpec`` entries that name the stage.
 """
 
 from netcheck.report.figures import FIGURES, FigureSpec, png_bytes

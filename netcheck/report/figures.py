@@ -2,19 +2,19 @@
 
 Each figure is two functions: a pure ``*_data(record)`` that takes what is plotted out of
 one stage's JSON-able record (plain lists and arrays, testable against the raw record),
-and a renderer that draws exactly that data into a :class:`matplotlib.figure.Figure`.
+and a renderer that draws exactly that data into a ``matplotlib.figure.Figure``.
 Every plotted series carries a ``gid`` (``"ratio:float32"``) so that what a figure shows
 can be read back from its artists. None of them trains, times or verifies anything.
 
-Legibility: every figure is :data:`WIDTH_IN` x :data:`DPI` = 1200 px wide, shown at that
-size by the page, with no text below :data:`MIN_FONT_PT` (9 pt at 100% zoom); log axes
+Legibility: every figure is ``WIDTH_IN`` x ``DPI`` = 1200 px wide, shown at that
+size by the page, with no text below ``MIN_FONT_PT`` (9 pt at 100% zoom); log axes
 carry plain tick labels (``0.5``, ``2``, ``10⁻⁶``), and where a zero or a NaN/Inf has to
 be drawn on one, a labelled line says where. Long case names stay off the axes: cases are
 short ids (``c07``, ``k3``) keyed in a legend table of the report.
 
 Figures are drawn on the Agg canvas directly (no ``pyplot``, no global backend switch).
-:data:`FIGURES` lists every figure a report draws, with the stage it reads and its
-caption; :func:`png_bytes` encodes one.
+``FIGURES`` lists every figure a report draws, with the stage it reads and its
+caption; ``png_bytes`` encodes one.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ STYLE = {
     "legend.title_fontsize": 10.0,
     "figure.titlesize": 13.0,
 }
-"""Font sizes in points, none below :data:`MIN_FONT_PT`; applied while a figure is drawn."""
+"""Font sizes in points, none below ``MIN_FONT_PT``; applied while a figure is drawn."""
 
 # Colours and markers, fixed so a method looks the same in every figure.
 METHOD_STYLE = {
@@ -83,7 +83,7 @@ CORRECT_CODE_ROW = "correct code"
 
 
 def png_bytes(figure: Figure) -> bytes:
-    """The figure encoded as PNG at :data:`DPI` (deterministic: no timestamp in it)."""
+    """The figure encoded as PNG at ``DPI`` (deterministic: no timestamp in it)."""
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
@@ -91,7 +91,7 @@ def png_bytes(figure: Figure) -> bytes:
 
 
 def _styled(render: Callable[[Record], Figure]) -> Callable[[Record], Figure]:
-    """Draw ``render``'s figure under :data:`STYLE` (font sizes are read as artists are made)."""
+    """Draw ``render``'s figure under ``STYLE`` (font sizes are read as artists are made)."""
 
     @functools.wraps(render)
     def styled(record: Record) -> Figure:
@@ -119,7 +119,7 @@ def tick_text(value: float, plain: bool) -> str:
 
     Args:
         value: the tick's value.
-        plain: the axis lies within :data:`PLAIN_RANGE`: plain numbers (``0.5``, ``2``,
+        plain: the axis lies within ``PLAIN_RANGE``: plain numbers (``0.5``, ``2``,
             ``5000``); otherwise powers of ten as ``10⁻⁶`` and other values as ``2e-6``.
     """
     if value <= 0 or not math.isfinite(value):
@@ -135,7 +135,7 @@ def tick_text(value: float, plain: bool) -> str:
 
 
 def _readable_log(axis: Any, which: str) -> None:
-    """Readable tick labels on a log axis (:func:`tick_text`); minor ticks (2, 5) labelled
+    """Readable tick labels on a log axis (``tick_text``); minor ticks (2, 5) labelled
     when the axis spans less than two decades."""
     scale = axis.xaxis if which == "x" else axis.yaxis
 
@@ -183,7 +183,7 @@ def log_positions(
 
 
 def _mark(axis: Any, zero_at: float | None, nonfinite_at: float | None, what: str = "0") -> None:
-    """Labelled lines where :func:`log_positions` put zeros and NaN/Inf."""
+    """Labelled lines where ``log_positions`` put zeros and NaN/Inf."""
     if zero_at is not None:
         axis.axhline(
             zero_at, color="#777777", linestyle=":", linewidth=1.2, label=f"{what} drawn here"
@@ -269,11 +269,11 @@ def bench_time_figure(bench: Record) -> Figure:
         bench: a ``netcheck.bench`` record.
 
     Returns:
-        Two panels: :func:`step_time_data` (bars: interquartile range), gids
-        ``"time:method:dtype"``; :func:`ratio_data` (bars: 95% interval), gids
+        Two panels: ``step_time_data`` (bars: interquartile range), gids
+        ``"time:method:dtype"``; ``ratio_data`` (bars: 95% interval), gids
         ``"ratio:dtype"``, with the goals (1.00 median, 1.05 worst shape) drawn in.
     """
-    from netcheck.bench import MAX_RATIO_GOAL, MEDIAN_RATIO_GOAL
+    from netcheck.bench.step import MAX_RATIO_GOAL, MEDIAN_RATIO_GOAL
 
     figure, (times, ratios) = _figure(2)
     for key, series in step_time_data(bench).items():
@@ -344,12 +344,12 @@ def roofline_figure(bench: Record) -> Figure:
         bench: a ``netcheck.bench`` record.
 
     Returns:
-        Two panels of :func:`roofline_data`: achieved FLOP/s of every method (gids
+        Two panels of ``roofline_data``: achieved FLOP/s of every method (gids
         ``"rate:method:dtype"``), the roofline's being the device's own matmul rate at that
         shape; and ``time / roofline time`` of manual and jax.grad (gids
         ``"over:method:dtype"``, bars: 95% interval) with the 1.15 goal drawn in.
     """
-    from netcheck.bench import ROOFLINE_GOAL
+    from netcheck.bench.step import ROOFLINE_GOAL
 
     figure, (rates, over) = _figure(2)
     data = roofline_data(bench)
@@ -426,7 +426,7 @@ def memory_figure(bench: Record) -> Figure:
         bench: a ``netcheck.bench`` record.
 
     Returns:
-        Two panels of :func:`memory_data`: temporary bytes vs step FLOPs (log axis, 0 bytes
+        Two panels of ``memory_data``: temporary bytes vs step FLOPs (log axis, 0 bytes
         on a marked line; gids ``"bytes:method:dtype"``); manual minus jax.grad bytes
         (goal <= 0; gids ``"difference:dtype"``).
     """
@@ -488,7 +488,7 @@ def training_figure(training: Record) -> Figure:
         training: a training-comparison record (``histories`` per gradient).
 
     Returns:
-        Two panels of :func:`training_data`: train and validation loss per epoch for both
+        Two panels of ``training_data``: train and validation loss per epoch for both
         runs (they should lie on top of each other; gids ``"train:grad"``,
         ``"validation:grad"``); ``|manual - jax.grad|`` train loss per epoch on a log axis,
         exact ties on a marked line (gid ``"gap"``).
@@ -560,10 +560,10 @@ def agreement_figure(suite: Record) -> Figure:
     """Agreement per dtype against its tolerance: the distribution over cases.
 
     Args:
-        suite: a ``netcheck.suite.run_suite`` record.
+        suite: a ``netcheck.bench.suite.run_suite`` record.
 
     Returns:
-        Two panels of :func:`agreement_data`, one column of points per dtype (gids
+        Two panels of ``agreement_data``, one column of points per dtype (gids
         ``"ratio:dtype"``, ``"error:dtype"``; failed cases as red crosses, gids
         ``"ratio-failed:dtype"`` ...): each case's worst ``distance / tolerance`` (the
         verifier passes a case below 1), and its worst relative error; exact zeros and
@@ -616,7 +616,7 @@ def heatmap_data(suite: Record) -> dict[str, Any]:
     Returns:
         ``{"ids": short ids (``c01`` ...) in the record's order, "values": (cases, depth)
         float array of log10(distance / tolerance) per case and layer ℓ (column ℓ-1),
-        clipped to :data:`HEATMAP_RANGE`, NaN/Inf at its top, NaN where a network has no
+        clipped to ``HEATMAP_RANGE``, NaN/Inf at its top, NaN where a network has no
         such layer}``.
     """
     cases = suite["cases"]
@@ -642,10 +642,10 @@ def layer_error_heatmap(suite: Record) -> Figure:
     """Per-layer error: ``log10(distance / tolerance)`` per case (rows) and layer (columns).
 
     Args:
-        suite: a ``netcheck.suite.run_suite`` record.
+        suite: a ``netcheck.bench.suite.run_suite`` record.
 
     Returns:
-        :func:`heatmap_data` as a heat map, cases in up to 6 side-by-side panels of about 20
+        ``heatmap_data`` as a heat map, cases in up to 6 side-by-side panels of about 20
         rows (short ids keyed in the report's legend table; each panel's image has gid
         ``"heatmap:<panel>"``); blank where a case's network has fewer layers.
     """
@@ -720,11 +720,11 @@ def kill_matrix_figure(kill: Record) -> Figure:
     """The planted-bug kill matrix: each mutant (rows) on each kill case (columns).
 
     Args:
-        kill: a ``netcheck.suite.kill_matrix`` record.
+        kill: a ``netcheck.bench.suite.kill_matrix`` record.
 
     Returns:
-        :func:`kill_data` as a grid (image gid ``"kill"``, one pixel per cell) coloured by
-        :data:`KILL_COLORS`, with a legend of what each colour means; the first row, set
+        ``kill_data`` as a grid (image gid ``"kill"``, one pixel per cell) coloured by
+        ``KILL_COLORS``, with a legend of what each colour means; the first row, set
         apart by a line, is the correct code: green where it passes, red on a false alarm.
     """
     data = kill_data(kill)
@@ -796,10 +796,10 @@ def detection_power_figure(power: Record) -> Figure:
     ``jax.test_util.check_grads``, for one element and for one whole layer.
 
     Args:
-        power: a ``netcheck.suite.detection_power`` record.
+        power: a ``netcheck.bench.suite.detection_power`` record.
 
     Returns:
-        Two panels (one element, whole layer) of :func:`power_data`: the fraction of cases
+        Two panels (one element, whole layer) of ``power_data``: the fraction of cases
         flagged against ``ε`` (log axis); solid for netcheck's verdict, dotted for its
         precision part alone, dashed for check_grads; gids as the data's keys. The legend
         names each dtype's false alarms (``ε = 0``).
@@ -873,13 +873,13 @@ def verifier_cost_figure(cost: Record) -> Figure:
     """The verifier's cost as a multiple of one float64 gradient, against model size.
 
     Args:
-        cost: a ``netcheck.verifier_bench`` record.
+        cost: a ``netcheck.bench.verifier_cost`` record.
 
     Returns:
-        :func:`verifier_cost_data` (gids as its keys; bars: 95% interval) on log-log axes,
+        ``verifier_cost_data`` (gids as its keys; bars: 95% interval) on log-log axes,
         with the goals (check_gradient 10x, verify 15x) drawn in.
     """
-    from netcheck.verifier_bench import CHECK_GRADIENT_GOAL, VERIFY_GOAL
+    from netcheck.bench.verifier_cost import CHECK_GRADIENT_GOAL, VERIFY_GOAL
 
     figure, (axis,) = _figure(1, height=5.5)
     for method, series in verifier_cost_data(cost).items():

@@ -1,11 +1,11 @@
 """Rendering a report: a record in, ``reports/<name>/`` out, through Jinja2 templates.
 
-:func:`write_report` writes ``results.json``, the PNG figures of
-:mod:`netcheck.report.figures`, ``report.md`` and ``index.html`` (self-contained apart from
+``write_report`` writes ``results.json``, the PNG figures of
+``netcheck.report.figures``, ``report.md`` and ``index.html`` (self-contained apart from
 the PNGs beside it, which it links; no server needed). The page and the Markdown are the
 templates ``templates/index.html`` and ``templates/report.md`` filled with the same
-:class:`Page`: the verdict (:func:`netcheck.report.tables.checklist`), the run, and one
-:class:`Shown` section per stage of the record (its tables, figures and legend tables).
+``Page``: the verdict (``netcheck.report.tables.checklist``), the run, and one
+``Shown`` section per stage of the record (its tables, figures and legend tables).
 Nothing here runs a stage.
 
 Writing is atomic: the directory is built under a temporary name beside its destination and
@@ -51,12 +51,12 @@ def write_report(record: Record, directory: str | os.PathLike[str]) -> Path:
     On any error the temporary directory is removed and ``directory`` is left untouched.
 
     Args:
-        record: a report record (from :func:`~netcheck.report.stages.run_report` or
-            :func:`~netcheck.report.stages.load_record`).
+        record: a report record (from ``run_report`` or
+            ``load_record``).
         directory: where the report goes, e.g. ``reports/latest``.
 
     Returns:
-        ``directory`` as a :class:`~pathlib.Path`.
+        ``directory`` as a ``Path``.
     """
     directory = Path(directory)
     parent = directory.parent

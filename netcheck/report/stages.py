@@ -1,11 +1,11 @@
 """Running a report: the stages, each into a JSON-able record, collected into one record.
 
-:func:`run_report` runs the *stages* (verification suite, planted-bug kill matrix,
+``run_report`` runs the *stages* (verification suite, planted-bug kill matrix,
 detection power, benchmark, training comparison) through the lower layers
-(:mod:`netcheck.suite`, :mod:`netcheck.bench`, :mod:`netcheck.trainer`) and collects their
-plain-dict records into one *report record*; :func:`load_record` reads one back from a
-``results.json``. Nothing here renders; nothing in :mod:`netcheck.report.tables`,
-:mod:`~netcheck.report.figures` or :mod:`~netcheck.report.render` runs a stage.
+(``netcheck.bench.suite``, ``netcheck.bench``, ``netcheck.training.trainer``) and collects their
+plain-dict records into one *report record*; ``load_record`` reads one back from a
+``results.json``. Nothing here renders; nothing in ``netcheck.report.tables``,
+``figures`` or ``render`` runs a stage.
 
 The report record::
 
@@ -34,15 +34,16 @@ import jax
 import optax
 from tqdm.auto import tqdm
 
-from netcheck import __version__, bench, datasets, suite, verifier_bench
-from netcheck.network import Network
-from netcheck.trainer import train
+from netcheck import __version__, datasets
+from netcheck.bench import step, suite, timing, verifier_cost
+from netcheck.nn import Network
+from netcheck.training.trainer import train
 
 Record = dict[str, Any]
 StageRunner = Callable[[bool], Record]
 
 SCHEMA_VERSION = 3
-"""Version of the report record; :func:`load_record` refuses any other. Version 2: the
+"""Version of the report record; ``load_record`` refuses any other. Version 2: the
 benchmark's goals are judged by intervals (``met``, ``interval``) instead of ``passed``.
 Version 3: detection power per mutation (one element, whole layer) and per part (formula +
 precision, precision alone); the verifier-cost stage."""
@@ -65,7 +66,7 @@ def run_report(
 
     Args:
         stages: stage name -> ``runner(progress) -> record``; default
-            :func:`default_stages`. An exception in a stage propagates, so that no report
+            ``default_stages``. An exception in a stage propagates, so that no report
             is ever written from a run that failed halfway.
         name: the report's name (its directory under ``reports/``).
         settings: what the stages were asked to do, recorded as given.
@@ -83,7 +84,7 @@ def run_report(
     check_name(name)
     started = time.perf_counter()
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    environment = bench.environment()  # its load average is the one at the start
+    environment = timing.environment()  # its load average is the one at the start
     bars = progress and sys.stderr.isatty()
     results: Record = {}
     for stage in STAGES:
@@ -102,7 +103,7 @@ def run_report(
         "created": created,
         "netcheck_version": __version__,
         "environment": environment,
-        "load_average_after": bench.environment()["load_average"],
+        "load_average_after": timing.environment()["load_average"],
         "settings": dict(settings or {}),
         "elapsed_s": time.perf_counter() - started,
         "stages": results,
@@ -110,18 +111,16 @@ def run_report(
 
 
 def verifier_cost_stage(grid: str = "report", rounds: int = 5) -> StageRunner:
-    """The verifier's cost: :func:`netcheck.verifier_bench.run_verifier_bench` on ``grid``."""
-    if grid not in verifier_bench.GRIDS:  # refuse an unknown grid now, not after other stages
-        raise ValueError(
-            f"unknown verifier grid {grid!r}; known: {', '.join(verifier_bench.GRIDS)}"
-        )
-    return lambda progress: verifier_bench.run_verifier_bench(grid, rounds, progress)
+    """The verifier's cost: ``netcheck.bench.verifier_cost.run_verifier_bench`` on ``grid``."""
+    if grid not in verifier_cost.GRIDS:  # refuse an unknown grid now, not after other stages
+        raise ValueError(f"unknown verifier grid {grid!r}; known: {', '.join(verifier_cost.GRIDS)}")
+    return lambda progress: verifier_cost.run_verifier_bench(grid, rounds, progress)
 
 
-def bench_stage(grid: str | bench.Grid = "report") -> StageRunner:
-    """The benchmark stage: :func:`netcheck.bench.run_bench` on ``grid``."""
-    grid = bench.resolve_grid(grid)  # refuse an unknown grid now, not after other stages
-    return lambda progress: bench.run_bench(grid, progress=progress)
+def bench_stage(grid: str | step.Grid = "report") -> StageRunner:
+    """The benchmark stage: ``netcheck.bench.step.run_bench`` on ``grid``."""
+    grid = step.resolve_grid(grid)  # refuse an unknown grid now, not after other stages
+    return lambda progress: step.run_bench(grid, progress=progress)
 
 
 TRAINING = {
@@ -147,17 +146,17 @@ def training_comparison(settings: Mapping[str, Any] = TRAINING, progress: bool =
     source differs, so the two loss curves should coincide up to round-off.
 
     Args:
-        settings: as :data:`TRAINING`.
+        settings: as ``TRAINING``.
         progress: a tqdm bar on stderr, one step per run (only when stderr is a terminal).
 
     Returns:
         ``{"settings": ..., "histories": {"manual": history, "autodiff": history},
         "elapsed_s": {grad: seconds}, "max_abs_train_loss_difference": float,
         "final": {grad: {"train_loss", "validation_loss", "validation_accuracy"}}}``; a
-        history is :func:`netcheck.trainer.train`'s (per-epoch lists).
+        history is ``netcheck.training.trainer.train``'s (per-epoch lists).
 
     Raises:
-        ValueError: ``settings`` lacks a key of :data:`TRAINING` or has an unknown one.
+        ValueError: ``settings`` lacks a key of ``TRAINING`` or has an unknown one.
     """
     if set(settings) != set(TRAINING):
         missing, extra = (
@@ -289,8 +288,8 @@ def default_stages(
 
     Args:
         settings: per stage, the keyword arguments of its ``*_stage`` function (bench:
-            ``grid``; training: a :data:`TRAINING`-like dict); default
-            :data:`REPORT_SETTINGS`.
+            ``grid``; training: a ``TRAINING``-like dict); default
+            ``REPORT_SETTINGS``.
 
     Returns:
         stage name -> runner, for every stage in ``settings``.
@@ -315,7 +314,7 @@ def default_stages(
 
 
 def load_record(path: str | os.PathLike[str]) -> Record:
-    """Read a report record written by :func:`write_report` (its ``results.json``).
+    """Read a report record written by ``write_report`` (its ``results.json``).
 
     Raises:
         FileNotFoundError: no such file.

@@ -1,10 +1,10 @@
 """Tables and the checklist of a report: a record in, strings out; nothing is run here.
 
-Every number a report shows passes through :func:`fmt` (so tests can find it again), and
-every table is a :class:`Table` that both the HTML and the Markdown template draw. The
-:func:`checklist` is the verdict: correctness checks (PASS/FAIL) and performance goals
+Every number a report shows passes through ``fmt`` (so tests can find it again), and
+every table is a ``Table`` that both the HTML and the Markdown template draw. The
+``checklist`` is the verdict: correctness checks (PASS/FAIL) and performance goals
 (target met / target missed); the terminal prints each check's ``line``, and the page
-opens with the same lines. :data:`SECTIONS` gives each stage its title and its tables.
+opens with the same lines. ``SECTIONS`` gives each stage its title and its tables.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from netcheck.bench import row_label
+from netcheck.bench.step import row_label
 
 Record = dict[str, Any]
 
@@ -45,17 +45,17 @@ def fmt(value: Any) -> str:
 
 
 def fmt_ms(seconds: float | None) -> str:
-    """Seconds shown as milliseconds, through :func:`fmt`."""
+    """Seconds shown as milliseconds, through ``fmt``."""
     return fmt(None if seconds is None else seconds * 1e3)
 
 
 def fmt_bytes(value: int | None) -> str:
-    """Bytes shown in KiB, through :func:`fmt`."""
+    """Bytes shown in KiB, through ``fmt``."""
     return fmt(None if value is None else value / 1024)
 
 
 def fmt_interval(interval: Sequence[float] | None) -> str:
-    """``[low, high]`` as ``low to high``, through :func:`fmt`."""
+    """``[low, high]`` as ``low to high``, through ``fmt``."""
     return "–" if interval is None else f"{fmt(interval[0])} to {fmt(interval[1])}"
 
 
@@ -145,8 +145,8 @@ def checklist(record: Record) -> list[Check]:
     Correctness: the suite agrees with the float64 truth; every planted bug is caught and
     named at its layer; the correct code passes the kill cases; detection power raised no
     false alarm on a correct gradient. Performance: the benchmark's goals as judged by
-    :func:`netcheck.bench.performance_goals` (by intervals, not by one median), and the
-    verifier's cost goals (:func:`netcheck.verifier_bench.verifier_goals`).
+    ``netcheck.bench.step.performance_goals`` (by intervals, not by one median), and the
+    verifier's cost goals (``netcheck.bench.verifier_cost.verifier_goals``).
     """
     stages = {stage: entry["record"] for stage, entry in record["stages"].items()}
     checks = []

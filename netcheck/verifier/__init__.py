@@ -44,9 +44,9 @@ each with its own floor measured from autodiff in that norm::
 with ``u`` the unit roundoff of the dtype judged (``2^-53, 2^-24, 2^-11, 2^-8`` for
 float64, float32, float16, bfloat16) and ``m`` the magnitude of the terms summed into the
 quantity. For the lecture's network they are the δ recursion's own summed terms
-(``delta_magnitudes`` in :mod:`netcheck.verifier.network`); for a pytree gradient, a
+(``delta_magnitudes`` in ``netcheck.verifier.network``); for a pytree gradient, a
 Hessian-vector product or a custom rule's VJP/JVP, autodiff's own program run with every
-linear step in absolute value (:mod:`netcheck._term_magnitudes`: ``|L|(|v|)``, a
+linear step in absolute value (``netcheck.verifier.term_magnitudes``: ``|L|(|v|)``, a
 difference taken as a sum, a product with ``a`` as one with ``|a|``), or ``|t|`` where that
 program holds a step it cannot read (a ``while_loop``, a solve). Every row states the
 smallest relative error it would have caught for sure, spread over the array and in one
@@ -71,7 +71,7 @@ Calibration, measured: over 3456 correct cases (the default suite's 27 specs, ea
 four dtypes, 32 seeds), 9 cases failed, all softmax outputs under squared error, where
 ``δ^L`` cancels (largest ratio distance / tolerance 4.7, float64): fixed by judging each
 ``δ^ℓ`` against the summed terms of the δ recursion (``delta_magnitudes`` in
-:mod:`netcheck.verifier.network`). On the other 103 (spec, dtype) groups the largest ratio
+``netcheck.verifier.network``). On the other 103 (spec, dtype) groups the largest ratio
 was 0.96 in float64 (where the parts coincide); formula / precision 0.52 / 0.46 in float32,
 0.81 / 0.45 in bfloat16 and 0.93 / 0.54 in float16: a margin of 1.04 to 2.2, not more.
 Over the 1000 detection-power cases per dtype (``reports/artifacts/detection_power.json``)
@@ -106,11 +106,11 @@ Cost: one compiled program per (network or loss, shapes, dtypes) computes the tr
 floors, the magnitudes and the witness (one step ladder along one direction, not one per
 quantity), with reductions per quantity that keep a sharded array sharded.
 
-Modules: :mod:`~netcheck.verifier.rule` (the constants and the judgement),
-:mod:`~netcheck.verifier.measure` (the measuring program's pieces),
-:mod:`~netcheck.verifier.verdict` (the records and their table),
-:mod:`~netcheck.verifier.network` (:func:`verify`), :mod:`~netcheck.verifier.pytree`
-(:func:`check_gradient`), :mod:`~netcheck.verifier.checks` (input checks).
+Modules: ``tolerance`` (the constants and the judgement),
+``measure`` (the measuring program's pieces),
+``verdict`` (the records and their table),
+``network`` (``verify``), ``pytree``
+(``check_gradient``), ``checks`` (input checks).
 """
 
 from netcheck.verifier.measure import FAST_COMPILE
@@ -122,7 +122,7 @@ from netcheck.verifier.network import (
     verify,
 )
 from netcheck.verifier.pytree import check_gradient
-from netcheck.verifier.rule import (
+from netcheck.verifier.tolerance import (
     FD_MULTIPLE,
     FD_RELATIVE,
     NOISE_MULTIPLE,

@@ -9,7 +9,7 @@ its JVP along a tangent. It is a small frozen (hashable) record that says, in
 * the **reference**: the map by autodiff, at whatever dtype the point has (float64 on the
   upcast point gives the truth, the working dtype the floor, float32 the stand-in);
 * the **linear map** behind the reference, ``(L, probe)`` with ``L(probe)`` the reference,
-  whose summed absolute terms (:func:`netcheck._term_magnitudes.term_magnitudes`) scale the
+  whose summed absolute terms (``netcheck.verifier.term_magnitudes.term_magnitudes``) scale the
   dtype part of the tolerance, so that a result that cancels to nearly 0 is judged
   against the size of what cancelled;
 * the **value**: a scalar of the point whose NaN/Inf the verdict reports (the loss);
@@ -17,8 +17,8 @@ its JVP along a tangent. It is a small frozen (hashable) record that says, in
   ``pair`` (moving the point along a direction and differencing a scalar), which checks
   the truth itself without autodiff.
 
-:func:`measure_map` computes everything a verdict needs in one compiled program per
-(map, shapes, dtypes); :func:`map_verdict` judges it. The candidate itself is run by
+``measure_map`` computes everything a verdict needs in one compiled program per
+(map, shapes, dtypes); ``map_verdict`` judges it. The candidate itself is run by
 the caller, outside the program, at the working dtype and in float64.
 """
 
@@ -34,11 +34,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from netcheck._term_magnitudes import term_magnitudes
 from netcheck.verifier import measure
 from netcheck.verifier.measure import F64
 from netcheck.verifier.point import Layout
-from netcheck.verifier.rule import Constants, judge_quantity
+from netcheck.verifier.term_magnitudes import term_magnitudes
+from netcheck.verifier.tolerance import Constants, judge_quantity
 from netcheck.verifier.verdict import Agreement, Verdict
 from netcheck.verifier.witness import witness_reason, witness_record
 
@@ -47,7 +47,7 @@ PyTree = Any
 
 
 class Map(Protocol):
-    """What :func:`measure_map` needs of a map (a frozen, hashable record)."""
+    """What ``measure_map`` needs of a map (a frozen, hashable record)."""
 
     def reference(
         self, floats: list[Array], arrays: list[Array], probe: list[Array]
@@ -74,7 +74,7 @@ class Map(Protocol):
 
 class LinearInProbe:
     """For a map whose reference is already linear in its probe (a VJP, a JVP, ``H v``):
-    :meth:`Map.linear` is the reference itself, as a function of the probe."""
+    ``Map.linear`` is the reference itself, as a function of the probe."""
 
     def linear(
         self, floats: list[Array], arrays: list[Array], probe: list[Array]
@@ -179,7 +179,7 @@ def measure_map(
     """Everything a map's verdict needs, as arrays (run with float64 enabled).
 
     Args:
-        map_: the :class:`Map`.
+        map_: the ``Map``.
         floats, arrays: the point (judged leaves and traced data) at the working dtype(s).
         probe: the map's probe (a cotangent, tangent or Hessian direction), or ``[]``.
         candidates: the candidate per quantity at the working dtype.
@@ -187,7 +187,7 @@ def measure_map(
         noise: the witness's standard-normal noise, or ``None`` for no witness.
 
     Returns:
-        :func:`~netcheck.verifier.measure.measure_candidate`'s dict, whose shared numbers are
+        ``measure_candidate``'s dict, whose shared numbers are
         ``"loss"``, ``"loss_truth"`` and ``"truth_nonfinite"``.
     """
 
@@ -215,7 +215,7 @@ def measure_map(
 
 @functools.cache
 def measuring_program(fast_compile: bool) -> Callable[..., Any]:
-    """:func:`measure_map`, jit-compiled (the map static), with or without fast compiling."""
+    """``measure_map``, jit-compiled (the map static), with or without fast compiling."""
     options = measure.FAST_COMPILE if fast_compile else {}
     return jax.jit(measure_map, static_argnums=0, compiler_options=options)
 
@@ -245,16 +245,16 @@ def map_rows(
     constants: Constants,
     self_floors: dict[int, tuple[float, float]] | None = None,
 ) -> list[Agreement]:
-    """One :class:`Agreement` per quantity of a measured map.
+    """One ``Agreement`` per quantity of a measured map.
 
     Args:
-        measured: :func:`run_map`'s numbers.
+        measured: ``run_map``'s numbers.
         names: the quantities' names.
         kind: the rows' kind (``"leaf"``, ``"hvp"``, ``"vjp"``, ``"jvp"``).
         like: per quantity an array (or shape-dtype struct) of its shape and working dtype.
         constants: ``K`` and ``T``.
         self_floors: where autodiff is exact and the truth 0, the candidate's own rounding
-            ``{index: (φ₂, φ∞)}`` (see :func:`netcheck.verifier.pytree.degenerate_self_floors`).
+            ``{index: (φ₂, φ∞)}`` (see ``netcheck.verifier.pytree.degenerate_self_floors``).
     """
     metrics = measured["metrics"]
     truth_bad = int(measured["truth_nonfinite"]) > 0

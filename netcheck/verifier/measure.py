@@ -16,15 +16,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from netcheck import finite_diff
-from netcheck.verifier.rule import F32, F64, STANDIN_SCALE, unit_roundoff
+from netcheck.verifier import finite_diff
+from netcheck.verifier.tolerance import F32, F64, STANDIN_SCALE, unit_roundoff
 
 Array = jax.Array
 PyTree = Any
 
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 """XLA options for measuring programs on small arrays, where compile time is what counts
-(about 2.5x less with these, measured on CPU); see :func:`compiler_options`."""
+(about 2.5x less with these, measured on CPU); see ``compiler_options``."""
 
 FAST_COMPILE_ELEMENTS = 20_000
 """Above this many elements in a point, the measuring program is compiled with XLA's
@@ -33,7 +33,7 @@ a 33-layer width-64 MLP, 140k parameters: twice as fast warm, no slower cold).""
 
 
 def compiler_options(n_elements: int) -> dict[str, Any]:
-    """:data:`FAST_COMPILE` for small points, XLA's defaults for large ones."""
+    """``FAST_COMPILE`` for small points, XLA's defaults for large ones."""
     return FAST_COMPILE if n_elements <= FAST_COMPILE_ELEMENTS else {}
 
 
@@ -58,7 +58,7 @@ def upcast(tree: PyTree) -> PyTree:
 
 
 upcast_jit = jax.jit(upcast)
-""":func:`upcast` as one compiled call (one dispatch, not one per leaf); run it with
+"""``upcast`` as one compiled call (one dispatch, not one per leaf); run it with
 float64 enabled."""
 
 
@@ -115,7 +115,7 @@ METRICS = (
     "max_magnitude",
     "cosine",
 )
-"""What :func:`measure_quantity` returns for the precision part and the shared numbers."""
+"""What ``measure_quantity`` returns for the precision part and the shared numbers."""
 
 FORMULA_METRICS = (
     "distance64",
@@ -217,8 +217,8 @@ class _Columns:
 
 
 def measure_quantity(q: Quantity) -> dict[str, Array]:
-    """Every number of one quantity, as float64/int64 scalars (see :data:`METRICS` and
-    :data:`FORMULA_METRICS`), from one variadic reduction."""
+    """Every number of one quantity, as float64/int64 scalars (see ``METRICS`` and
+    ``FORMULA_METRICS``), from one variadic reduction."""
     t = q.truth.astype(F64)
     c = q.candidate.astype(F64)
     w = q.working.astype(F64)
@@ -300,7 +300,7 @@ class References(NamedTuple):
 
     Attributes:
         truths: float64 autodiff per quantity.
-        floors: autodiff's own errors (:class:`Floors`).
+        floors: autodiff's own errors (``Floors``).
         magnitudes: per quantity the magnitude of the summed terms, or ``None`` (``|t|``).
         shared: numbers of the point itself (the losses, NaN/Inf counts, ...).
         estimate: the witness's finite-difference estimate, or ``None`` without witness.
@@ -323,7 +323,7 @@ def measure_candidate(
     """One candidate's numbers against the references.
 
     Args:
-        refs: the :class:`References` of the point.
+        refs: the ``References`` of the point.
         candidates: the candidate per quantity, at the working dtype.
         candidates64: the candidate run in float64 on the upcast point, or ``None``.
 
@@ -364,7 +364,7 @@ def measure_candidate(
 
 
 def measure_quantities(quantities: Sequence[Quantity]) -> dict[str, Array]:
-    """:func:`measure_quantity` of each quantity, each metric stacked into an ``(R,)`` array."""
+    """``measure_quantity`` of each quantity, each metric stacked into an ``(R,)`` array."""
     measured = [measure_quantity(q) for q in quantities]
     return {key: jnp.stack([one[key] for one in measured]) for key in measured[0]}
 
@@ -405,7 +405,7 @@ def floors(
         want_standin: whether the formula part needs the float32 stand-in.
 
     Returns:
-        The :class:`Floors`. A float64 quantity's precision floor is the stand-in's
+        The ``Floors``. A float64 quantity's precision floor is the stand-in's
         (scaled); float32 points reuse the working run as the stand-in, and points exactly
         representable in float32 (everything but float64) reuse the truth.
     """
@@ -469,7 +469,7 @@ def relative_direction(noise: Sequence[Array], leaves: Sequence[Array]) -> list[
     about ``h`` of its own size: the ladder's steps are relative.
 
     Args:
-        noise: standard-normal arrays shaped like ``leaves`` (:func:`witness_noise`).
+        noise: standard-normal arrays shaped like ``leaves`` (``witness_noise``).
         leaves: float64 arrays (the point).
 
     Returns:
@@ -488,22 +488,22 @@ def relative_direction(noise: Sequence[Array], leaves: Sequence[Array]) -> list[
 
 
 WITNESS_STEPS: tuple[float, ...] = (1e-3, 1e-4, 1e-5)
-"""The witness's step ladder, relative to each leaf's size (:func:`relative_direction`):
+"""The witness's step ladder, relative to each leaf's size (``relative_direction``):
 seven loss evaluations in all, where one gradient costs about three."""
 
 
 def directional_witness(
     loss: Callable[[list[Array]], Array], leaves: Sequence[Array], directions: Sequence[Array]
 ) -> finite_diff.FDEstimate:
-    """Float64 central differences of ``loss`` along ``directions`` on :data:`WITNESS_STEPS`.
+    """Float64 central differences of ``loss`` along ``directions`` on ``WITNESS_STEPS``.
 
     Args:
         loss: a scalar function of the list of float64 leaves.
         leaves: the float64 point.
-        directions: one direction per leaf (:func:`relative_direction`).
+        directions: one direction per leaf (``relative_direction``).
 
     Returns:
-        The :class:`~netcheck.finite_diff.FDEstimate` of ``∇loss · d``.
+        The ``FDEstimate`` of ``∇loss · d``.
     """
     return finite_diff.directional_derivative(loss, list(leaves), list(directions), WITNESS_STEPS)
 

@@ -17,8 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from netcheck import backprop, hvp
-from netcheck.network import Network, Params
+from netcheck.nn import Network, Params, backprop, hvp
 from netcheck.verifier import measure
 from netcheck.verifier.checks import (
     WrongDtype,
@@ -31,13 +30,13 @@ from netcheck.verifier.checks import (
 from netcheck.verifier.maps import HessianMap, combine
 from netcheck.verifier.measure import F64
 from netcheck.verifier.point import candidate_leaves, split_point
-from netcheck.verifier.rule import (
+from netcheck.verifier.second_order import HVP_DIRECTIONS, hvp_verdict
+from netcheck.verifier.tolerance import (
     DEFAULT_CONSTANTS,
     Constants,
     checked_constants,
     judge_quantity,
 )
-from netcheck.verifier.second_order import HVP_DIRECTIONS, hvp_verdict
 from netcheck.verifier.verdict import Agreement, LayerAgreement, Verdict
 from netcheck.verifier.witness import witness_reason, witness_record
 
@@ -58,7 +57,7 @@ def quantity_names(net: Network) -> list[str]:
 
 
 def quantities(net: Network, grads: Params, deltas: Sequence[Array]) -> list[Array]:
-    """The arrays of :func:`quantity_names`, in order."""
+    """The arrays of ``quantity_names``, in order."""
     arrays = []
     for name in quantity_names(net):
         kind, layer = name.split("/")
@@ -70,7 +69,7 @@ def quantities(net: Network, grads: Params, deltas: Sequence[Array]) -> list[Arr
 def autodiff_quantities(net: Network, params: Params, x: Array, y: Array) -> list[Array]:
     """``jax.grad`` of the mean loss and the per-example ``δ``, in one backward pass.
 
-    The loss is :meth:`Network.mean_loss` with a zero perturbation ``e^ℓ`` added to each
+    The loss is ``Network.mean_loss`` with a zero perturbation ``e^ℓ`` added to each
     ``z^ℓ`` (which changes no value): its gradient in the parameters is exactly
     ``jax.grad(net.mean_loss)``, and in ``e^ℓ`` it is ``δ^ℓ / n`` (examples do not
     interact), so ``δ^ℓ = n ∂L/∂e^ℓ``.
@@ -113,9 +112,9 @@ def delta_magnitudes(net: Network, params: Params, cache: Any, y: Array) -> list
 
 
 def network_magnitudes(net: Network, p64: Params, x64: Array, y64: Array) -> list[Array]:
-    """The summed absolute terms of every quantity (float64), in :func:`quantity_names`' order.
+    """The summed absolute terms of every quantity (float64), in ``quantity_names``' order.
 
-    ``δ^ℓ``: :func:`delta_magnitudes`. ``∂L/∂W_ℓ = Σ_i δ^ℓ_i (a^{ℓ-1}_i)ᵀ / n`` and
+    ``δ^ℓ``: ``delta_magnitudes``. ``∂L/∂W_ℓ = Σ_i δ^ℓ_i (a^{ℓ-1}_i)ᵀ / n`` and
     ``∂L/∂b_ℓ = Σ_i δ^ℓ_i / n`` are sums that can cancel too (a single output bias of a
     balanced batch is near 0); rounding then scales with ``(M^ℓ)ᵀ|A^{ℓ-1}|/n`` and
     ``Σ_i m^ℓ_i/n``.
@@ -152,11 +151,11 @@ def network_witness(
     Args:
         net, p64, x64, y64: the float64 point.
         noise: standard-normal arrays shaped like the quantities, in
-            :func:`quantity_names` order (:func:`~netcheck.verifier.measure.witness_noise`).
+            ``quantity_names`` order (``witness_noise``).
 
     Returns:
         ``(estimate, directions, weights)``, directions and weights in
-        :func:`quantity_names` order.
+        ``quantity_names`` order.
     """
     batch = x64.shape[0]
     names = quantity_names(net)
@@ -226,12 +225,12 @@ def network_references(
         net: the network.
         params, x, y: the point, all at the working dtype.
         noise: the witness direction's noise, one standard-normal array per quantity
-            (:func:`~netcheck.verifier.measure.witness_noise`), or ``None`` for no witness.
+            (``witness_noise``), or ``None`` for no witness.
         want_formula: some candidate has a float64 run (the formula part needs the float32
             stand-in's floor).
 
     Returns:
-        The :class:`~netcheck.verifier.measure.References`; ``shared`` holds ``"loss"``,
+        The ``References``; ``shared`` holds ``"loss"``,
         ``"loss_truth"``, ``"truth_nonfinite"`` and ``"kinks"`` ``(L,)`` (pre-activations
         exactly at a kink, at the working dtype or in float64).
     """
@@ -279,11 +278,11 @@ def measure_network_many(
             at the working dtype, and run in float64 on the upcast point (``None, None``
             when it cannot run in float64).
         params, x, y: the point, all at the working dtype.
-        noise: the witness direction's noise (see :func:`network_references`).
+        noise: the witness direction's noise (see ``network_references``).
 
     Returns:
-        One :func:`~netcheck.verifier.measure.measure_candidate` dict per candidate, its
-        metrics in :func:`quantity_names` order.
+        One ``measure_candidate`` dict per candidate, its
+        metrics in ``quantity_names`` order.
     """
     want_formula = any(candidate[2] is not None for candidate in candidates)
     refs = network_references(net, params, x, y, noise, want_formula)
@@ -323,7 +322,7 @@ def network_verdict(
     constants: Constants = DEFAULT_CONSTANTS,
     formula_note: str | None = None,
 ) -> Verdict:
-    """Build the :class:`Verdict` of one case from :func:`measure_network_many`'s numbers.
+    """Build the ``Verdict`` of one case from ``measure_network_many``'s numbers.
 
     Args:
         net: the network.
@@ -393,7 +392,7 @@ def network_verdict(
 
 
 def quantity_shapes(net: Network, batch: int) -> list[tuple[int, ...]]:
-    """The shapes of :func:`quantity_names`, in order."""
+    """The shapes of ``quantity_names``, in order."""
     shapes = []
     for name in quantity_names(net):
         kind, layer_text = name.split("/")
@@ -434,7 +433,7 @@ def verify(
     """Check a manual backprop against autodiff, layer by layer, formula and precision.
 
     Every quantity (``δ^ℓ``, ``∂L/∂W_ℓ``, ``∂L/∂b_ℓ``) is judged in two parts and two
-    norms (see :mod:`netcheck.verifier`): the candidate run in float64 on the exactly
+    norms (see ``netcheck.verifier``): the candidate run in float64 on the exactly
     upcast point against the float64 truth (the *formula*), and the candidate at the
     working dtype against autodiff's own error there (the *precision*), each in the
     2-norm and element by element.
@@ -446,11 +445,11 @@ def verify(
         x: inputs ``(batch, n_0)``; converted to the parameters' dtype.
         y: targets ``(batch, n_L)``; converted likewise.
         grad_fn: the gradient under test, ``(net, params, x, y) -> grads`` (the pytree of
-            ``params``); default :func:`netcheck.backprop.manual_grad` (compiled). It is
+            ``params``); default ``netcheck.nn.backprop.manual_grad`` (compiled). It is
             also run in float64 on the upcast point when it can be: if it fails there or
             returns another dtype, the verdict says so and judges precision alone.
         deltas_fn: its ``δ``, ``(net, params, x, y) -> [δ^1..δ^L]`` each ``(batch, n_ℓ)``;
-            default :func:`netcheck.backprop.manual_deltas` (compiled).
+            default ``netcheck.nn.backprop.manual_deltas`` (compiled).
         seed: seeds the finite-difference witness's random direction.
         witness: take the float64 finite-difference witness (on by default).
         noise_multiple: ``K`` (default 8).
@@ -458,13 +457,13 @@ def verify(
         order: 1, or 2 to also judge the Hessian-vector product ``H v`` of the mean loss
             along two random directions ``v_k`` (rows ``H·v_k W_ℓ``, ``H·v_k b_ℓ``), against
             ``jax.jvp(jax.grad)`` with the same calibration (see
-            :mod:`netcheck.verifier.second_order`).
+            ``netcheck.verifier.second_order``).
         hvp_fn: with ``order=2``, the ``H v`` under test, ``(net, params, x, y, v) -> H v``
             (the pytree of ``params``); default the R-operator by hand,
-            :func:`netcheck.hvp.manual_hvp` (compiled).
+            ``netcheck.nn.hvp.manual_hvp`` (compiled).
 
     Returns:
-        The :class:`~netcheck.verifier.Verdict`.
+        The ``Verdict``.
 
     Raises:
         TypeError, ValueError: bad network, parameters, data, constants or functions; a
@@ -530,7 +529,7 @@ def _hvp_verdicts(
     seed: int,
     witness: bool,
 ) -> list[Verdict]:
-    """The ``H·v_k`` rows of :func:`verify` with ``order=2``, one verdict per direction."""
+    """The ``H·v_k`` rows of ``verify`` with ``order=2``, one verdict per direction."""
     layout, floats, arrays, float_names, _ = split_point(params, (x, y), {})
     names = [f"{kind}_{layer}" for layer in range(1, net.depth + 1) for kind in sorted(params[0])]
     param_names = set(float_names)

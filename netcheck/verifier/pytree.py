@@ -1,9 +1,9 @@
 """``check_gradient``: any hand-written gradient of any pytree, leaf by leaf, and with
 ``order=2`` its own derivative (Hessian-vector products through the candidate).
 
-The point is ``(params, *args, **kwargs)``, split by :mod:`netcheck.verifier.point`; the
-measuring is the shared map core of :mod:`netcheck.verifier.maps` (:class:`GradientMap`,
-:class:`HessianMap`). One compiled program per (loss, structure, shapes, dtypes) measures
+The point is ``(params, *args, **kwargs)``, split by ``netcheck.verifier.point``; the
+measuring is the shared map core of ``netcheck.verifier.maps`` (``GradientMap``,
+``HessianMap``). One compiled program per (loss, structure, shapes, dtypes) measures
 the truth, both floors, the witness and every number of the verdict; a second call with
 new values reuses it.
 """
@@ -36,15 +36,15 @@ from netcheck.verifier.maps import (
 )
 from netcheck.verifier.measure import F32, F64
 from netcheck.verifier.point import Layout, candidate_leaves, split_point
-from netcheck.verifier.rule import (
-    DEFAULT_CONSTANTS,
-    checked_constants,
-    unit_roundoff,
-)
 from netcheck.verifier.second_order import (
     HVP_DIRECTIONS,
     first_line,
     hvp_verdict,
+)
+from netcheck.verifier.tolerance import (
+    DEFAULT_CONSTANTS,
+    checked_constants,
+    unit_roundoff,
 )
 from netcheck.verifier.verdict import Verdict
 from netcheck.verifier.witness import witness_record
@@ -70,7 +70,7 @@ def check_gradient(
 
     ``grad_fn(params, *args, **kwargs)`` is judged against
     ``jax.grad(loss_fn)(params, *args, **kwargs)``, each floating leaf in two parts and two
-    norms (see :mod:`netcheck.verifier`): the candidate run in float64 on the exactly
+    norms (see ``netcheck.verifier``): the candidate run in float64 on the exactly
     upcast point against the float64 truth (the *formula*; used when ``grad_fn`` runs under
     64-bit mode and returns float64), and the candidate at the working dtype against
     autodiff's own error there (the *precision*). A float64 finite-difference witness along
@@ -79,11 +79,11 @@ def check_gradient(
     With ``order=2`` the candidate's own derivative is judged too: Hessian-vector products
     ``H v`` through ``grad_fn`` (forward over reverse, or reverse over reverse where the
     candidate only supports reverse mode) against autodiff's ``jax.jvp(jax.grad(loss_fn))``,
-    along :data:`HVP_DIRECTIONS` random directions, with the same calibration; rows
+    along ``HVP_DIRECTIONS`` random directions, with the same calibration; rows
     ``H·v1 ['w']``, ... A candidate that cannot be differentiated gets a row saying why.
 
     A custom VJP is checked by passing the plain loss as ``loss_fn`` and ``jax.grad`` of the
-    custom one as ``grad_fn`` (or with :func:`netcheck.check_custom_rule`).
+    custom one as ``grad_fn`` (or with ``netcheck.check_custom_rule``).
 
     Args:
         loss_fn: ``(params, *args, **kwargs) -> scalar`` (or ``(scalar, aux)`` with
@@ -104,7 +104,7 @@ def check_gradient(
         **kwargs: keyword arguments of both functions (the names above are netcheck's).
 
     Returns:
-        A :class:`~netcheck.verifier.Verdict` with one row per floating leaf, named by its
+        A ``Verdict`` with one row per floating leaf, named by its
         path (``jax.tree_util.keystr``), then the ``H·v`` rows with ``order=2``.
 
     Raises:

@@ -1,9 +1,9 @@
 """Second order: a candidate Hessian-vector product ``H v`` judged against autodiff's.
 
-Shared by :func:`~netcheck.verifier.check_gradient` (``order=2``: ``H v`` through the
-gradient under test) and :func:`~netcheck.verifier.verify` (``order=2``: the network's
-hand-written R-operator, :meth:`netcheck.Network.manual_hvp`). Along each of
-:data:`HVP_DIRECTIONS` random directions ``v_k`` the rows ``H·v_k <leaf>`` are judged like
+Shared by ``check_gradient`` (``order=2``: ``H v`` through the
+gradient under test) and ``verify`` (``order=2``: the network's
+hand-written R-operator, ``netcheck.Network.manual_hvp``). Along each of
+``HVP_DIRECTIONS`` random directions ``v_k`` the rows ``H·v_k <leaf>`` are judged like
 first-order ones (formula and precision, two norms), against ``jax.jvp(jax.grad(loss))``,
 with ``∂/∂t ⟨w, ∇L(p + t v)⟩`` in finite differences as the witness.
 """
@@ -20,7 +20,7 @@ from netcheck.verifier import measure
 from netcheck.verifier.checks import candidate_in_float64
 from netcheck.verifier.maps import HessianMap, dtype_name, map_reasons, map_rows, run_map
 from netcheck.verifier.measure import F64
-from netcheck.verifier.rule import Constants
+from netcheck.verifier.tolerance import Constants
 from netcheck.verifier.verdict import Agreement, Part, Verdict
 
 Array = jax.Array
@@ -60,13 +60,13 @@ def hvp_verdict(
     """The ``H·v_k`` rows: a candidate ``H v_k`` against autodiff's (``jax.jvp(jax.grad)``).
 
     Args:
-        hessian: the loss's :class:`~netcheck.verifier.maps.HessianMap` (the reference).
+        hessian: the loss's ``HessianMap`` (the reference).
         hv_of: the candidate ``H v`` at a point, traceable; also run in float64 on the
             upcast point for the formula part.
         floats, arrays: the point (judged leaves, traced data).
         names: the judged leaves' names.
         constants: ``K`` and ``T``.
-        seed, k: the direction ``v_k`` (:func:`hvp_direction`) and the witness's noise.
+        seed, k: the direction ``v_k`` (``hvp_direction``) and the witness's noise.
         witness: take the finite-difference witness.
         what: how to name the candidate in notes.
     """

@@ -117,7 +117,7 @@ class Agreement:
         name: ``"δ^2"``, ``"W_2"``, ``"b_2"``, or the leaf path (``jax.tree_util.keystr``).
         layer: ``ℓ`` (1-based), or ``None`` for a pytree leaf.
         kind: ``"delta"``, ``"W"``, ``"b"``, ``"leaf"`` or ``"hvp"``.
-        status: one of :data:`STATUSES`.
+        status: one of ``STATUSES``.
         precision: the candidate at the working dtype against autodiff's own error.
         formula: the candidate in float64 against the float64 truth, or ``None`` when the
             candidate cannot run in float64 (the verdict says why) or the working dtype
@@ -238,9 +238,9 @@ class Verdict:
 
     Attributes:
         dtype: the working dtype's name (``"float32"``; ``"mixed"`` for a mixed pytree).
-        rows: every :class:`Agreement`; for a network from layer ``L`` down to 1.
-        layers: for a network, one :class:`LayerAgreement` per layer, ``layers[ℓ-1]``
-            for layer ``ℓ``; empty for :func:`~netcheck.verifier.check_gradient`.
+        rows: every ``Agreement``; for a network from layer ``L`` down to 1.
+        layers: for a network, one ``LayerAgreement`` per layer, ``layers[ℓ-1]``
+            for layer ``ℓ``; empty for ``check_gradient``.
         reasons: one line per failure, most important first (empty when ``ok``).
         first_bad_layer: walking down from ``L``, the first layer whose ``δ`` disagrees;
             if every ``δ`` agrees, the first layer with any failing row; ``None`` if ok
@@ -296,7 +296,7 @@ class Verdict:
             raise AssertionError(self.table(failures_first=True))
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able record of everything above (each row as :meth:`Agreement.to_dict`)."""
+        """A JSON-able record of everything above (each row as ``Agreement.to_dict``)."""
         return {
             "ok": self.ok,
             "dtype": self.dtype,

@@ -1,9 +1,9 @@
 """The finite-difference witness, from its measured numbers to a verdict's record.
 
-The measuring programs (:mod:`netcheck.verifier.measure`) return, per check, the float64
+The measuring programs (``netcheck.verifier.measure``) return, per check, the float64
 finite-difference estimate of one directional derivative (``value ± error``), float64
 autodiff's (``truth``) and the candidate's (``candidate``); here they become a
-:class:`~netcheck.verifier.verdict.Witness` and, when autodiff and the differences disagree,
+``Witness`` and, when autodiff and the differences disagree,
 the verdict's "reference suspect" reason.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from netcheck.verifier.rule import FD_MULTIPLE, FD_RELATIVE
+from netcheck.verifier.tolerance import FD_MULTIPLE, FD_RELATIVE
 from netcheck.verifier.verdict import Witness
 
 
@@ -30,7 +30,7 @@ def witness_agrees(numbers: dict[str, Any]) -> Any:
 
 
 def witness_record(numbers: dict[str, Any]) -> Witness:
-    """The :class:`Witness` from the program's witness numbers."""
+    """The ``Witness`` from the program's witness numbers."""
     return Witness(
         value=float(numbers["value"]),
         error=float(numbers["error"]),

@@ -3,38 +3,38 @@
 The configuration of Nielsen's MNIST example (``network.py``, chapter 1 of *Neural Networks
 and Deep Learning*): sizes 784-30-10, sigmoid everywhere, the quadratic cost ``½‖ŷ - y‖²``,
 plain SGD with learning rate 3.0, on 10,000 examples of synthetic data of MNIST's shape
-(sparse strokes in ``[0, 1]`` around 10 class patterns, see :func:`synthetic_mnist`). Two
+(sparse strokes in ``[0, 1]`` around 10 class patterns, see ``synthetic_mnist``). Two
 measurements, both interleaved (each round runs every contender once, back to back, so that
 the load of a shared machine falls on all of them alike) and both judged by paired ratios
 (one ratio per round) with a distribution-free 95% confidence interval for their median
-(:func:`median_interval`):
+(``median_interval``):
 
-**Overhead** (:func:`measure_overhead`, batch 10, 3 epochs): what ``netcheck.train`` costs
+**Overhead** (``measure_overhead``, batch 10, 3 epochs): what ``netcheck.train`` costs
 beyond its compiled epoch. Three calls, each from the same NumPy arrays to trained
 parameters ready on the device (each includes its own transfer of the data):
 
-- ``train``: :func:`netcheck.trainer.train`, everything included (input checks, history,
+- ``train``: ``netcheck.training.trainer.train``, everything included (input checks, history,
   one small transfer of metrics per epoch);
-- ``compiled epochs``: :func:`netcheck.trainer.make_epoch_fn` called 3 times;
-- ``minimal scan``: a minimal hand-written ``lax.scan`` SGD epoch (:func:`make_scan_epoch`:
+- ``compiled epochs``: ``netcheck.training.trainer.make_epoch_fn`` called 3 times;
+- ``minimal scan``: a minimal hand-written ``lax.scan`` SGD epoch (``make_scan_epoch``:
   permute, reshape into minibatches, scan ``p - η jax.grad``), called 3 times.
 
 Goals: ``train / compiled epochs`` within 1.10 and ``compiled epochs / minimal scan`` within
 1.2, each met when the upper end of its confidence interval is.
 
-**Throughput** (:func:`measure_throughput`, batches 10, 128 and 1024): examples per second,
+**Throughput** (``measure_throughput``, batches 10, 128 and 1024): examples per second,
 epoch by epoch, from the same initial parameters over the same minibatch orders:
 
-- ``netcheck``: :func:`netcheck.trainer.fit` epoch by epoch (``iterate_epochs``);
+- ``netcheck``: ``netcheck.training.trainer.fit`` epoch by epoch (``iterate_epochs``);
 - ``nc-epoch``: the compiled epoch alone; ``scan``: the minimal ``lax.scan`` epoch;
 - ``jax-loop``: the typical JAX loop, a Python ``for`` over minibatches sliced on the host,
   each calling a jitted ``jax.value_and_grad`` + optax step;
 - ``numpy-loop``: a per-example numpy loop in the style of Nielsen's ``network.py``;
-- ``nielsen``: Nielsen's own ``network.py`` (``--nielsen PATH``; see :func:`load_nielsen`).
+- ``nielsen``: Nielsen's own ``network.py`` (``--nielsen PATH``; see ``load_nielsen``).
 
 The first epoch of each is a warm-up (compilation); speedups are medians of paired
 per-epoch ratios with their intervals. The final losses (mean loss on the whole training set,
-in float64) must agree within ``LOSS_RTOL``. Run ``python -m netcheck.train_bench``; the
+in float64) must agree within ``LOSS_RTOL``. Run ``python -m netcheck.bench.trainer_speed``; the
 record (``--json``) carries the command that made it and the machine's load average.
 """
 
@@ -62,9 +62,9 @@ import numpy as np
 import optax
 
 from netcheck._io import write_json_atomic
-from netcheck.bench import environment, time_interleaved
-from netcheck.network import Network, Params
-from netcheck.trainer import init_state, iterate_epochs, make_epoch_fn, train
+from netcheck.bench.step import environment, time_interleaved
+from netcheck.nn import Network, Params
+from netcheck.training.trainer import init_state, iterate_epochs, make_epoch_fn, train
 
 SIZES = (784, 30, 10)
 LEARNING_RATE = 3.0
@@ -106,7 +106,7 @@ def synthetic_mnist(n_examples: int, seed: int = 0) -> tuple[np.ndarray, np.ndar
 def epoch_orders(key: jax.Array, n_examples: int, epochs: int) -> Order:
     """The permutations netcheck's epochs draw from ``key``, so the loops can replay them.
 
-    Mirrors :func:`netcheck.trainer.fit`: each epoch splits the key and shuffles with the
+    Mirrors ``netcheck.training.trainer.fit``: each epoch splits the key and shuffles with the
     second half.
     """
     orders = []
@@ -133,7 +133,7 @@ def netcheck_fit(
     batch_size: int,
     epochs: int,
 ) -> EpochRunner:
-    """netcheck's trainer, :func:`netcheck.trainer.fit` epoch by epoch (``iterate_epochs``).
+    """netcheck's trainer, ``netcheck.training.trainer.fit`` epoch by epoch (``iterate_epochs``).
 
     Each epoch includes the transfer of its metrics (running loss, divergence flag) to the
     host; the one-time input checks fall in the first (warm-up) epoch.
@@ -163,7 +163,7 @@ def netcheck_epoch(
     batch_size: int,
     epochs: int,
 ) -> EpochRunner:
-    """netcheck's compiled epoch alone (:func:`netcheck.trainer.make_epoch_fn`), no evaluation."""
+    """netcheck's compiled epoch alone (``netcheck.make_epoch_fn``), no evaluation."""
     optimizer = optax.sgd(LEARNING_RATE)
     epoch = make_epoch_fn(net, optimizer, n_examples=x.shape[0], batch_size=batch_size)
     state = init_state(params, optimizer, key)
@@ -304,7 +304,7 @@ def scan_loop(
     batch_size: int,
     epochs: int,
 ) -> EpochRunner:
-    """The minimal ``lax.scan`` epoch (:func:`make_scan_epoch`), epoch by epoch."""
+    """The minimal ``lax.scan`` epoch (``make_scan_epoch``), epoch by epoch."""
     epoch = make_scan_epoch(net, x.shape[0], batch_size)
     x_device, y_device = jnp.asarray(x), jnp.asarray(y)
     for _ in range(epochs):
@@ -593,14 +593,14 @@ def measure_throughput(
             ratios, the fewest with a 95% interval.
         batch_sizes: the minibatch sizes to time.
         seed: seeds the data, the initial parameters and the shuffles.
-        nielsen: Nielsen's ``network.py`` (:func:`load_nielsen`), timed beside the others.
+        nielsen: Nielsen's ``network.py`` (``load_nielsen``), timed beside the others.
         progress: called with a line of text per trainer as each batch size finishes.
 
     Returns:
         ``{"rows", "speedups"}``: one row per (batch size, trainer) with
         ``examples_per_second``, ``epoch_seconds`` (median of the timed epochs) and
         ``final_loss``; ``speedups[batch]`` has ``netcheck`` over each other trainer
-        (``"over_<trainer>"``, a :func:`median_interval` of the paired ratios of the other's
+        (``"over_<trainer>"``, a ``median_interval`` of the paired ratios of the other's
         epoch time to netcheck's) and whether the final losses agree.
     """
     if epochs < 2:
@@ -669,7 +669,7 @@ def run_benchmark(
         ``{"config", "environment", "overhead", "throughput", "nielsen"}``;
         ``environment["load_average"]`` is read before and after (``load_average_after``).
         ``nielsen`` is ``None``, or the file's name and SHA-256 and whether its ``print``
-        statements were rewritten (see :func:`load_nielsen`).
+        statements were rewritten (see ``load_nielsen``).
     """
     nielsen_module, nielsen_record = None, None
     if nielsen_path is not None:
@@ -773,7 +773,7 @@ def readme_section(record: dict[str, Any], source: str) -> str:
     """The README's paragraph and table of trainer figures, made from a record.
 
     Args:
-        record: a :func:`run_benchmark` record (the committed artifact).
+        record: a ``run_benchmark`` record (the committed artifact).
         source: the artifact's path, as the README names it.
     """
     config, env, overhead = record["config"], record["environment"], record["overhead"]
@@ -827,9 +827,12 @@ def readme_section(record: dict[str, Any], source: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m netcheck.train_bench [--nielsen PATH] [--json PATH] [--readme-from PATH]``."""
+    """The command line::
+
+    python -m netcheck.bench.trainer_speed [--nielsen PATH] [--json PATH] [--readme-from PATH]
+    """
     parser = argparse.ArgumentParser(
-        prog="python -m netcheck.train_bench", description=__doc__.splitlines()[0]
+        prog="python -m netcheck.bench.trainer_speed", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--n-examples", type=int, default=N_EXAMPLES, help="training rows")
     parser.add_argument(
@@ -860,7 +863,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     record = {
         "command": shlex.join(
-            ["python", "-m", "netcheck.train_bench", *(sys.argv[1:] if argv is None else argv)]
+            [
+                "python",
+                "-m",
+                "netcheck.bench.trainer_speed",
+                *(sys.argv[1:] if argv is None else argv),
+            ]
         ),
         **run_benchmark(
             args.n_examples,

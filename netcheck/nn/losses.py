@@ -1,10 +1,10 @@
 """Per-example losses ``L(y, ŷ)`` with their hand-written ``∂L/∂ŷ`` and ``∂²L/∂ŷ²``.
 
-Each loss is one :class:`Loss` record. The batch loss is the lecture's mean
+Each loss is one ``Loss`` record. The batch loss is the lecture's mean
 ``1/n Σ_i L(y_i, ŷ(x_i))``; the records here are per example (summed over outputs,
 never over the batch). Beside each loss sit its second-order pieces (for the
-Hessian-vector product of :mod:`netcheck.hvp`) and the rule its targets must obey
-(:meth:`Loss.check_targets`, applied at every public entry through
+Hessian-vector product of ``netcheck.nn.hvp``) and the rule its targets must obey
+(``Loss.check_targets``, applied at every public entry through
 ``Network.check_batch``).
 
 Two losses come with a *fused* output rule, which is also the numerically stable one:
@@ -26,7 +26,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from netcheck.activations import get_activation, softmax_vjp
+from netcheck.nn.activations import get_activation, softmax_vjp
 
 Array = jax.Array
 

@@ -9,20 +9,16 @@ error, the gradient (the slide's ``(y - ŷ)`` is its negative).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import jax
 import jax.numpy as jnp
 
-from netcheck.activations import softmax_jacobian
-
-if TYPE_CHECKING:
-    from netcheck.network import Network, Params
+from netcheck.nn.activations import softmax_jacobian
+from netcheck.nn.spec import NetworkSpec, Params
 
 Array = jax.Array
 
 
-def g_matrix(net: Network, layer: int, z: Array, a: Array) -> Array:
+def g_matrix(net: NetworkSpec, layer: int, z: Array, a: Array) -> Array:
     """``G(ℓ)``: ``diag(g'(z^ℓ))``, or ``diag(s) - s sᵀ`` for a softmax output; ``(n_ℓ, n_ℓ)``."""
     activation = net.layer_activation(layer)
     if activation.elementwise:
@@ -30,7 +26,7 @@ def g_matrix(net: Network, layer: int, z: Array, a: Array) -> Array:
     return softmax_jacobian(a)
 
 
-def example_grad(net: Network, params: Params, x: Array, y: Array) -> Params:
+def example_grad(net: NetworkSpec, params: Params, x: Array, y: Array) -> Params:
     """``∇_W L(y, ŷ(x))`` for one example by the slides' steps (1)-(5).
 
     Args:
@@ -66,11 +62,11 @@ def example_grad(net: Network, params: Params, x: Array, y: Array) -> Params:
     return grads
 
 
-def literal_grad(net: Network, params: Params, x: Array, y: Array) -> Params:
-    """The mean over the batch of :func:`example_grad`; ``x (batch, n_0)``, ``y (batch, n_L)``."""
+def literal_grad(net: NetworkSpec, params: Params, x: Array, y: Array) -> Params:
+    """The mean over the batch of ``example_grad``; ``x (batch, n_0)``, ``y (batch, n_L)``."""
     per_example = jax.vmap(lambda x_i, y_i: example_grad(net, params, x_i, y_i))(x, y)
     return jax.tree.map(lambda g: jnp.mean(g, axis=0), per_example)
 
 
 literal_grad_jit = jax.jit(literal_grad, static_argnums=0)
-""":func:`literal_grad` compiled once per (network, shapes, dtype)."""
+"""``literal_grad`` compiled once per (network, shapes, dtype)."""

@@ -36,21 +36,19 @@ Step 5, the gradients of the batch mean (the ``1/n`` rides on ``δ^L`` and ``R{�
 Every first and second derivative is the hand-written one beside its activation
 (``derivative``, ``second_derivative``) or loss (``grad_prediction_tangent``,
 ``delta_tangent_from_logits``). No ``jax.grad``, ``jvp``, ``vjp``, ``linearize`` or
-``hessian`` appears in this module; :func:`netcheck.autodiff.autodiff_hvp` is the reference.
+``hessian`` appears in this module; ``netcheck.nn.autodiff.autodiff_hvp`` is the reference.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import jax
 
-from netcheck import backprop, network
-from netcheck.activations import Activation, softmax_vjp, softmax_vjp_tangent
-
-if TYPE_CHECKING:
-    from netcheck.network import ForwardCache, Network, Params
+from netcheck.nn import backprop
+from netcheck.nn.activations import Activation, softmax_vjp, softmax_vjp_tangent
+from netcheck.nn.spec import ForwardCache, NetworkSpec, Params, rows_times_transpose
 
 Array = jax.Array
 
@@ -85,7 +83,7 @@ def activation_tangent(activation: Activation, z: Array, a: Array, z_tangent: Ar
 
 
 def forward_tangents(
-    net: Network, params: Params, v: Params, cache: ForwardCache
+    net: NetworkSpec, params: Params, v: Params, cache: ForwardCache
 ) -> ForwardTangents:
     """Step 1 under ``R``: ``R{z^ℓ} = R{a^{ℓ-1}} W_ℓᵀ + a^{ℓ-1} V_ℓᵀ + c_ℓ``, ``R{a^ℓ} = G R{z^ℓ}``.
 
@@ -98,9 +96,9 @@ def forward_tangents(
     z_tangents: list[Array] = []
     a_tangents: list[Array | None] = [None]
     for layer, (weights, direction) in enumerate(zip(params, v, strict=True), start=1):
-        z_tangent = network.rows_times_transpose(cache.activations[layer - 1], direction["W"])
+        z_tangent = rows_times_transpose(cache.activations[layer - 1], direction["W"])
         if a_tangents[-1] is not None:
-            z_tangent = z_tangent + network.rows_times_transpose(a_tangents[-1], weights["W"])
+            z_tangent = z_tangent + rows_times_transpose(a_tangents[-1], weights["W"])
         if net.bias:
             z_tangent = z_tangent + direction["b"][None, :]
         z_tangents.append(z_tangent)
@@ -116,12 +114,12 @@ def forward_tangents(
 
 
 def output_jacobian_tangent(
-    net: Network, cache: ForwardCache, tangents: ForwardTangents, y: Array
+    net: NetworkSpec, cache: ForwardCache, tangents: ForwardTangents, y: Array
 ) -> Array:
     """``R{G(L)} ∂L/∂ŷ``: the output activation's second-order term, ``(batch, n_L)``.
 
     ``g_L''(z^L) ⊙ R{z^L} ⊙ ∂L/∂ŷ`` for an elementwise ``g_L``; for softmax
-    ``R{s} ⊙ (u - sᵀu) - s (R{s}ᵀu)`` with ``u = ∂L/∂ŷ`` (:func:`softmax_vjp_tangent`).
+    ``R{s} ⊙ (u - sᵀu) - s (R{s}ᵀu)`` with ``u = ∂L/∂ŷ`` (``softmax_vjp_tangent``).
     Unfused losses only.
     """
     output = net.output
@@ -134,7 +132,7 @@ def output_jacobian_tangent(
 
 
 def loss_curvature_tangent(
-    net: Network, cache: ForwardCache, tangents: ForwardTangents, y: Array
+    net: NetworkSpec, cache: ForwardCache, tangents: ForwardTangents, y: Array
 ) -> Array:
     """``G(L) (∂²L/∂ŷ²) R{a^L}``: the loss's curvature carried back through ``G(L)``.
 
@@ -149,7 +147,7 @@ def loss_curvature_tangent(
 
 
 def output_delta_tangent(
-    net: Network, cache: ForwardCache, tangents: ForwardTangents, y: Array
+    net: NetworkSpec, cache: ForwardCache, tangents: ForwardTangents, y: Array
 ) -> Array:
     """Step 3 under ``R``: ``R{δ^L} = R{G(L)} ∂L/∂ŷ + G(L) (∂²L/∂ŷ²) R{a^L}``, ``(batch, n_L)``.
 
@@ -165,15 +163,15 @@ def output_delta_tangent(
     return top_tangent + output_jacobian_tangent(net, cache, tangents, y)
 
 
-ForwardFn = Callable[["Network", "Params", "Params", "ForwardCache"], ForwardTangents]
-TopFn = Callable[["Network", "ForwardCache", ForwardTangents, Array], Array]
+ForwardFn = Callable[[NetworkSpec, "Params", "Params", "ForwardCache"], ForwardTangents]
+TopFn = Callable[[NetworkSpec, "ForwardCache", ForwardTangents, Array], Array]
 StepFn = Callable[
-    ["Network", "Params", "Params", "ForwardCache", ForwardTangents, int, Array, Array], Array
+    [NetworkSpec, "Params", "Params", "ForwardCache", ForwardTangents, int, Array, Array], Array
 ]
 
 
 def delta_tangent_step(
-    net: Network,
+    net: NetworkSpec,
     params: Params,
     v: Params,
     cache: ForwardCache,
@@ -188,7 +186,7 @@ def delta_tangent_step(
                + g'(z^ℓ) ⊙ (R{δ^{ℓ+1}} W_{ℓ+1} + δ^{ℓ+1} V_{ℓ+1})
 
     Args:
-        net, params, v, cache, tangents: as in :func:`manual_hvp`.
+        net, params, v, cache, tangents: as in ``manual_hvp``.
         layer: ``ℓ`` (1-based), a hidden layer.
         delta_above: ``Δ^{ℓ+1}``, ``(batch, n_{ℓ+1})``.
         tangent_above: ``R{Δ^{ℓ+1}}``, ``(batch, n_{ℓ+1})``.
@@ -211,7 +209,7 @@ def delta_tangent_step(
 
 
 def backpropagate_tangents(
-    net: Network,
+    net: NetworkSpec,
     params: Params,
     v: Params,
     cache: ForwardCache,
@@ -223,10 +221,10 @@ def backpropagate_tangents(
     """Step 4 under ``R`` from ``ℓ = L-1`` down to 1.
 
     Args:
-        net, params, v, cache, tangents: as in :func:`manual_hvp`.
+        net, params, v, cache, tangents: as in ``manual_hvp``.
         deltas: ``[Δ^1, ..., Δ^L]`` of the same batch, each ``(batch, n_ℓ)``.
         top_tangent: ``R{Δ^L}``, ``(batch, n_L)``.
-        step: one layer's rule (the planted bugs of :mod:`netcheck.mutants` swap it).
+        step: one layer's rule (the planted bugs of ``netcheck.bench.mutants`` swap it).
 
     Returns:
         ``[R{Δ^1}, ..., R{Δ^L}]``, each ``(batch, n_ℓ)``.
@@ -240,12 +238,12 @@ def backpropagate_tangents(
 
 
 GradientsFn = Callable[
-    ["Network", "ForwardCache", ForwardTangents, list[Array], list[Array]], "Params"
+    [NetworkSpec, "ForwardCache", ForwardTangents, list[Array], list[Array]], "Params"
 ]
 
 
 def layer_gradient_tangents(
-    net: Network,
+    net: NetworkSpec,
     cache: ForwardCache,
     tangents: ForwardTangents,
     deltas: list[Array],
@@ -266,13 +264,13 @@ def layer_gradient_tangents(
 
 
 class RPass(NamedTuple):
-    """The steps of the R-pass, each replaceable (:mod:`netcheck.mutants` plants bugs here).
+    """The steps of the R-pass, each replaceable (``netcheck.bench.mutants`` plants bugs here).
 
     Attributes:
-        forward: step 1 under ``R``, :func:`forward_tangents`.
-        top: step 3 under ``R``, :func:`output_delta_tangent`.
-        step: step 4 under ``R`` for one hidden layer, :func:`delta_tangent_step`.
-        gradients: step 5 under ``R``, :func:`layer_gradient_tangents`.
+        forward: step 1 under ``R``, ``forward_tangents``.
+        top: step 3 under ``R``, ``output_delta_tangent``.
+        step: step 4 under ``R`` for one hidden layer, ``delta_tangent_step``.
+        gradients: step 5 under ``R``, ``layer_gradient_tangents``.
     """
 
     forward: ForwardFn = forward_tangents
@@ -286,7 +284,7 @@ R_PASS = RPass()
 
 
 def manual_hvp(
-    net: Network, params: Params, x: Array, y: Array, v: Params, steps: RPass = R_PASS
+    net: NetworkSpec, params: Params, x: Array, y: Array, v: Params, steps: RPass = R_PASS
 ) -> Params:
     """``H v``, the Hessian of the mean loss ``1/n Σ_i L(y_i, ŷ(x_i))`` times ``v``, by hand.
 
@@ -316,4 +314,4 @@ def manual_hvp(
 
 
 manual_hvp_jit = jax.jit(manual_hvp, static_argnums=0)
-""":func:`manual_hvp` compiled once per (network, shapes, dtype)."""
+"""``manual_hvp`` compiled once per (network, shapes, dtype)."""

@@ -4,7 +4,7 @@ The lecture's problem is ``minimise_W 1/n Σ_i L(y_i, ŷ(x_i))`` "attacked throu
 descent". Each step takes a minibatch ``B`` and applies an optax update to the gradient of the
 minibatch mean ``1/|B| Σ_{i∈B} L(y_i, ŷ(x_i))``; with ``optax.sgd(η)`` (the default) that is the
 lecture's ``W ← W - η ∇_W``. The gradient is the hand-written δ recursion
-(:func:`netcheck.backprop.manual_value_and_grad`) or, for comparison, ``jax.grad`` of the same
+(``netcheck.nn.backprop.manual_value_and_grad``) or, for comparison, ``jax.grad`` of the same
 loss (``grad="autodiff"``).
 
 What a JAX user composes::
@@ -19,9 +19,9 @@ and what everyone else calls::
     params, history = train(net, params, (x, y), epochs=30, key=key,
                             validation=(x_test, y_test))
 
-Defaults, one set for :func:`train`, :func:`fit` and ``netcheck train``: plain SGD at
-learning rate :data:`DEFAULT_LEARNING_RATE` (0.5), minibatches of :data:`DEFAULT_BATCH_SIZE`
-(32), :data:`DEFAULT_EPOCHS` (30) epochs.
+Defaults, one set for ``train``, ``fit`` and ``netcheck train``: plain SGD at
+learning rate ``DEFAULT_LEARNING_RATE`` (0.5), minibatches of ``DEFAULT_BATCH_SIZE``
+(32), ``DEFAULT_EPOCHS`` (30) epochs.
 
 What an epoch costs: the epoch's own compiled program and one small transfer of its metrics
 to the host (the running loss, the divergence flag, the validation metrics). The default
@@ -35,7 +35,7 @@ are not checked again.
 A whole epoch is one compiled program: the data stays on the device, the epoch's order is a
 permutation drawn from the state's key, and the minibatches (consecutive slices of that
 order) run under ``jax.lax.scan``; small batches gather the epoch's rows in one go first
-(:data:`GATHER_EPOCH_BELOW`). When
+(``GATHER_EPOCH_BELOW``). When
 the batch size does not divide ``n``, the last ``r = n mod batch_size`` examples form a
 step of their own, of their true size, inside the same program: its gradient is the mean over
 exactly those ``r`` examples (what a mask over a padded batch would give, without the padded
@@ -68,8 +68,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from netcheck import autodiff, backprop
-from netcheck.network import Network, Params
+from netcheck.nn import Network, Params, autodiff, backprop
 from netcheck.verifier import verify
 
 Array = jax.Array
@@ -93,13 +92,13 @@ DEFAULT_EPOCHS = 30
 """Passes over the data unless told otherwise."""
 
 DEFAULT_OPTIMIZER = optax.sgd(DEFAULT_LEARNING_RATE)
-"""The optimizer :func:`train` uses when given none: plain SGD, ``W ← W - 0.5 ∇_W``.
+"""The optimizer ``train`` uses when given none: plain SGD, ``W ← W - 0.5 ∇_W``.
 
 One shared object, so that repeated calls reuse one compiled epoch.
 """
 
 CHECK_EXAMPLES = 256
-"""How many training examples ``check_every`` hands to :func:`netcheck.verifier.verify`."""
+"""How many training examples ``check_every`` hands to ``netcheck.verifier.verify``."""
 
 GATHER_EPOCH_BELOW = 32
 """Below this batch size an epoch gathers all its rows in one go; from it on, step by step.
@@ -301,7 +300,7 @@ def _epoch_and_validate(
 
 
 def init_state(params: Params, optimizer: optax.GradientTransformation, key: Any) -> TrainState:
-    """A fresh :class:`TrainState`: ``optimizer.init(params)``, the key, epoch 0.
+    """A fresh ``TrainState``: ``optimizer.init(params)``, the key, epoch 0.
 
     The state holds copies of ``params`` and ``key``: the compiled step and epoch donate
     their state, and that must never delete the caller's arrays.
@@ -440,13 +439,13 @@ def train(
 ) -> tuple[Params, History]:
     """Train ``net`` from ``params`` on ``data = (x, y)``; return the parameters and history.
 
-    Every input is checked before anything is compiled (see :func:`fit`).
+    Every input is checked before anything is compiled (see ``fit``).
 
     Args:
         net: the network.
         params: initial parameters, ``[{"W": (n_ℓ, n_{ℓ-1}), "b": (n_ℓ,)}]``, finite.
         data: ``(x (n, n_0), y (n, n_L))``.
-        optimizer: an optax ``GradientTransformation``; default :data:`DEFAULT_OPTIMIZER`,
+        optimizer: an optax ``GradientTransformation``; default ``DEFAULT_OPTIMIZER``,
             ``optax.sgd(0.5)``, the lecture's plain gradient descent.
         epochs: passes over the data, at least 1 (default 30).
         batch_size: examples per gradient step, at least 1 (default 32).
@@ -456,16 +455,16 @@ def train(
         eval_every: evaluate the loss and accuracy of the whole training set after every
             this many epochs (by default never: the running loss is the training metric).
         check_every: verify the manual gradient against autodiff every this many epochs
-            (:func:`netcheck.verifier.verify` on the first :data:`CHECK_EXAMPLES` examples).
+            (``netcheck.verifier.verify`` on the first ``CHECK_EXAMPLES`` examples).
         drop_last: skip the last partial minibatch of each epoch instead of training on it.
         mesh: a ``jax.sharding.Mesh`` for data-parallel training (batch along its first axis).
         on_epoch: called after every finished epoch with the state and the history so far.
-        save_every: call ``on_save`` after every this many epochs (see :func:`iterate_epochs`).
+        save_every: call ``on_save`` after every this many epochs (see ``iterate_epochs``).
         on_save: the checkpoint hook, e.g. ``lambda state, history:
             netcheck.save_checkpoint(path, net, state, history)``.
 
     Returns:
-        ``(params, history)``; see :func:`fit` for the history's keys. If the loss diverges,
+        ``(params, history)``; see ``fit`` for the history's keys. If the loss diverges,
         the parameters are the last finite ones.
     """
     optimizer = DEFAULT_OPTIMIZER if optimizer is None else optimizer
@@ -523,12 +522,12 @@ def fit(
 
     Args:
         net, data, optimizer, batch_size, grad, validation, eval_every, check_every,
-            drop_last, mesh: as in :func:`train`.
+            drop_last, mesh: as in ``train``.
         state: where to start; its ``opt_state`` must come from ``optimizer``.
         epochs: how many epochs to run now, at least 1.
         history: a history to continue (resuming); a fresh one by default.
         on_epoch: called after every finished epoch with the state and the history so far.
-        save_every, on_save: the checkpoint hook, see :func:`iterate_epochs`. A
+        save_every, on_save: the checkpoint hook, see ``iterate_epochs``. A
             ``KeyboardInterrupt`` raised in ``on_epoch`` also saves the last completed epoch.
 
     Returns:
@@ -584,9 +583,9 @@ def iterate_epochs(
     save_every: int | None = None,
     on_save: StateHook | None = None,
 ) -> Iterator[tuple[TrainState, History]]:
-    """:func:`fit` one epoch at a time: yields ``(state, history)`` after every epoch.
+    """``fit`` one epoch at a time: yields ``(state, history)`` after every epoch.
 
-    The arguments are :func:`fit`'s and are all checked at the first ``next()``, before
+    The arguments are ``fit``'s and are all checked at the first ``next()``, before
     anything is compiled. ``history`` is one dict, updated in place (its ``stopped`` is
     reset: a new run). If the loss diverges, the last item carries the last finite state
     and ``history["stopped"]`` says why.
@@ -694,7 +693,7 @@ def _compiled_epoch(
 ) -> Callable[..., tuple[TrainState, EpochMetrics]]:
     """The jitted ``(state, x, y, x_val, y_val) -> (state, metrics)`` of one configuration.
 
-    Kept across :func:`fit` calls, so resuming in the same process (or training the same
+    Kept across ``fit`` calls, so resuming in the same process (or training the same
     configuration again with the same optimizer object) reuses the compiled program.
     """
     epoch_fn = _epoch_callable(net, optimizer, n_examples, batch_size, grad, drop_last, mesh)
@@ -706,7 +705,7 @@ def _compiled_epoch(
 
 
 def new_history() -> History:
-    """An empty history record (see :func:`fit` for its keys)."""
+    """An empty history record (see ``fit`` for its keys)."""
     return {
         "epoch": [],
         "running_loss": [],
@@ -728,7 +727,7 @@ def history_through(history: History, epoch: int) -> History:
     """A copy of ``history`` holding only what epochs ``1..epoch`` recorded.
 
     Args:
-        history: a history (see :func:`fit`).
+        history: a history (see ``fit``).
         epoch: the last epoch to keep.
     """
     kept = sum(1 for done in history["epoch"] if done <= epoch)
@@ -766,7 +765,7 @@ def _check_gradient(net: Network, params: Params, x: Array, y: Array, epoch: int
 def evaluate_on(net: Network, params: Params, data: tuple[Any, Any]) -> tuple[float, float]:
     """The mean loss ``1/n Σ_i L(y_i, ŷ(x_i))`` and the accuracy of ``params`` on ``data``.
 
-    ``data`` is checked as :func:`fit` checks it (once: see :func:`check_data`).
+    ``data`` is checked as ``fit`` checks it (once: see ``check_data``).
 
     Args:
         net: the network.
@@ -795,7 +794,7 @@ def check_data(net: Network, params: Params, data: Any, what: str) -> tuple[Arra
     summing to 1).
 
     The pair returned is remembered (weakly, by identity: JAX arrays cannot change), so
-    handing it back, e.g. to a second :func:`fit` or to :func:`evaluate_on`, skips the
+    handing it back, e.g. to a second ``fit`` or to ``evaluate_on``, skips the
     checks and the transfer. NumPy arrays can change, so they are checked every time.
 
     Args:

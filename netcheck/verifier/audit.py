@@ -3,9 +3,9 @@
 A model's gradient check says *that* something is wrong; with several hand-written rules
 inside (a layer norm, a fused loss, an attention kernel, a quantiser) it does not say
 *which*. ``audit(fn, *args)`` finds every ``jax.custom_vjp`` / ``jax.custom_jvp`` rule that
-``fn(*args)`` reaches (:func:`netcheck._jaxpr.find_rules`: inside ``jit``, ``vmap``,
+``fn(*args)`` reaches (``netcheck._jaxpr.find_rules``: inside ``jit``, ``vmap``,
 ``scan``, ``cond``, ``remat``, and rules called inside other rules' primals) and judges
-each one with :func:`netcheck.check_custom_rule` at the values the program hands it
+each one with ``netcheck.check_custom_rule`` at the values the program hands it
 there: under ``vmap`` one example's (example 0), in a loop the first iteration's. Where
 those values cannot be recovered (a branch not taken, a region JAX stages under ``vmap``,
 a program that cannot run op by op), the rule is checked at random values of the same
@@ -23,12 +23,12 @@ Choices:
   stop-gradient trick is deliberately not the derivative of its primal. ``skip`` takes
   such rules' names (the primal's ``__qualname__`` or its last part): they are listed as
   skipped. An unskipped rule whose gradient differs grossly from its primal's (relative
-  error above :data:`SURROGATE_RELATIVE`) fails with a hint to skip it if intended; a
+  error above ``SURROGATE_RELATIVE``) fails with a hint to skip it if intended; a
   small error gets no such hint: no one writes a surrogate that is off by ``1e-4``.
 * Every name in ``skip`` must match a rule the program reaches (a misspelt name would
   otherwise pass a test silently).
 
-Cost: ``fn`` is traced once and run once op by op (see :mod:`netcheck._jaxpr`), then each
+Cost: ``fn`` is traced once and run once op by op (see ``netcheck._jaxpr``), then each
 rule is checked (compiled once per rule, shapes and dtypes).
 """
 
@@ -45,8 +45,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from netcheck._jaxpr import ReachedRule, UnsupportedJaxVersion, find_rules
-from netcheck.rules import check_custom_rule
 from netcheck.verifier.checks import check_callable, check_concrete, check_seed
+from netcheck.verifier.custom_rule import check_custom_rule
 from netcheck.verifier.verdict import Verdict
 
 SURROGATE_RELATIVE = 1e-2
@@ -73,8 +73,8 @@ class AuditedRule:
     Attributes:
         name: the primal's ``__qualname__`` (``layer_norm``, ``Model.__call__.<locals>.f``).
         kind: ``"custom_vjp"`` or ``"custom_jvp"``.
-        status: one of :data:`STATUSES`.
-        verdict: :func:`~netcheck.check_custom_rule`'s verdict, or ``None`` when skipped or
+        status: one of ``STATUSES``.
+        verdict: ``check_custom_rule``'s verdict, or ``None`` when skipped or
             not checkable.
         location: where the primal is defined, ``"path/to/file.py:12"``.
         call_site: the line of the program that calls it.
@@ -112,10 +112,10 @@ class AuditedRule:
 
 @dataclass(frozen=True)
 class AuditReport:
-    """What :func:`audit` found: every rule reached, worst first.
+    """What ``audit`` found: every rule reached, worst first.
 
     Attributes:
-        rules: one :class:`AuditedRule` per rule and call site, worst first (failed and
+        rules: one ``AuditedRule`` per rule and call site, worst first (failed and
             not checkable ones, then by the verdict's worst distance/tolerance).
         jax_rules: JAX's own rules the program reaches and that were not audited
             (``include_jax_rules=False``), by name.
@@ -210,7 +210,7 @@ def audit(
         **kwargs: keyword arguments of ``fn`` (the names above are netcheck's).
 
     Returns:
-        An :class:`AuditReport`: ``.ok``, ``.rules`` worst first, ``str(report)`` a table.
+        An ``AuditReport``: ``.ok``, ``.rules`` worst first, ``str(report)`` a table.
 
     Raises:
         TypeError: ``fn`` is not callable, ``skip`` is not names, or values are traced.

@@ -9,7 +9,7 @@ softmax is ``1e-11`` made of terms of size 1, and any correct implementation of 
 by ``u · 1``, not ``u · 1e-11``. The verifier's tolerance ``T · u · ‖m‖`` therefore needs
 ``m``, the magnitudes of the summed terms.
 
-:func:`term_magnitudes` evaluates the very program autodiff runs with every linear step
+``term_magnitudes`` evaluates the very program autodiff runs with every linear step
 replaced by its absolute-value twin (a difference becomes a sum, a product with a value
 ``a`` of the point a product with ``|a|``, a contraction with ``W`` one with ``|W|``) on
 ``|v|``. Every term then adds with its sign removed, so the result bounds ``|L v|``

@@ -4,7 +4,7 @@ autodiff of its own primal.
 A custom rule claims to compute the derivative of its primal ``f.fun``. Both are linear
 maps at the point ``x``, so they are compared through random probes, with the verifier's
 calibrated judgement (formula and precision parts, 2-norm and max norm; see
-:mod:`netcheck.verifier`) and its map core (:mod:`netcheck.verifier.maps`):
+``netcheck.verifier``) and its map core (``netcheck.verifier.maps``):
 
 * **custom_vjp**, along ``P`` random cotangents ``c_p`` (each floating output leaf ``y_k``
   gets standard-normal noise over ``rms(y_k)``, so every output weighs alike in
@@ -53,7 +53,7 @@ from netcheck.verifier.maps import LinearInProbe, dtype_name, map_reasons, map_r
 from netcheck.verifier.measure import F64
 from netcheck.verifier.point import Layout, split_point
 from netcheck.verifier.pytree import degenerate_self_floors
-from netcheck.verifier.rule import DEFAULT_CONSTANTS, checked_constants
+from netcheck.verifier.tolerance import DEFAULT_CONSTANTS, checked_constants
 from netcheck.verifier.verdict import Agreement, Part, Verdict
 from netcheck.verifier.witness import witness_record
 
@@ -81,7 +81,7 @@ def check_custom_rule(
     ``f`` is a ``jax.custom_vjp`` function (its ``fwd``/``bwd`` are judged) or a
     ``jax.custom_jvp`` function (its ``jvp``), called as ``f(*args, **kwargs)``. Its
     rule is compared with ``jax.vjp`` / ``jax.jvp`` of ``f.fun``, the plain primal, along
-    ``probes`` random cotangents or tangents (see :mod:`netcheck.rules`), with the
+    ``probes`` random cotangents or tangents (see ``netcheck.verifier.custom_rule``), with the
     verifier's formula and precision parts in both norms and a float64 finite-difference
     witness on the primal.
 
@@ -99,7 +99,7 @@ def check_custom_rule(
             above are netcheck's).
 
     Returns:
-        A :class:`~netcheck.verifier.Verdict`. For a custom_vjp one row per floating
+        A ``Verdict``. For a custom_vjp one row per floating
         argument leaf, named by position and path (``args[0]['w']``); for a custom_jvp
         one row per (argument leaf, floating output leaf), ``args[0] → out[1]`` (``→ out``
         for a single output). ``skipped`` lists the arguments and outputs not judged.
@@ -217,7 +217,7 @@ class PrimalCall:
         name: the primal's qualified name.
         location: where the primal is defined, ``"file.py:12"``.
         layout: where the positional arguments' leaves go (nondiff ones wrapped as
-            :class:`Nondiff`).
+            ``Nondiff``).
         output_treedef: the primal output's structure.
         output_specs: per output leaf ``(shape, dtype name)``.
         argument_names: the floating argument leaves' names (``args[0]['w']``).
@@ -288,12 +288,12 @@ def primal_call(rule: Any, args: tuple, kwargs: dict) -> tuple[PrimalCall, list,
     """Split a call of ``rule`` into judged leaves, traced data and static leaves.
 
     Returns:
-        ``(call, floats, arrays, skipped)``: the :class:`PrimalCall`, the floating argument
+        ``(call, floats, arrays, skipped)``: the ``PrimalCall``, the floating argument
         leaves (judged), the other array leaves (traced), and the names of everything not
         judged (``args[1] (nondiff)``, ``args[2]['n']``, ``output[1]``).
 
     Raises:
-        TypeError, ValueError: see :func:`check_custom_rule`.
+        TypeError, ValueError: see ``check_custom_rule``.
     """
     name, location = rule_source(rule.fun)
     kind = "custom_vjp" if isinstance(rule, jax.custom_vjp) else "custom_jvp"

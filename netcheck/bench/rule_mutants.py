@@ -14,9 +14,9 @@ slips people make in it:
   ``s(x) = m + tanh(α r) / (2 tanh(α/2))``, ``m = ⌊x⌋ + ½``, ``r = x - m``.
 
 Every variant of a family shares the family's primal function (so the checks of a family's
-mutants share their compiled measuring programs), and :func:`rule` builds each variant
-once. :func:`rule_arguments` draws a point for a family; :func:`model` is a small program
-with one rule of each family, for :func:`netcheck.audit`. ``straight_through_round`` is a
+mutants share their compiled measuring programs), and ``rule`` builds each variant
+once. ``rule_arguments`` draws a point for a family; ``model`` is a small program
+with one rule of each family, for ``netcheck.audit``. ``straight_through_round`` is a
 deliberate surrogate (its backward pass is the identity, the derivative of ``round`` is 0):
 not a bug, the kind of rule ``audit(..., skip=...)`` is for.
 
@@ -24,7 +24,7 @@ Run as a script, it measures everything ``reports/artifacts/custom_rules.json`` 
 cost of ``check_custom_rule`` and ``audit`` against one ``jax.grad``, the kill matrix, the
 rule ``audit`` names, and false alarms over Hypothesis-generated correct rules)::
 
-    python -m netcheck.rule_mutants --json reports/artifacts/custom_rules.json
+    python -m netcheck.bench.rule_mutants --json reports/artifacts/custom_rules.json
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ EPS = 1e-5
 """The layer norm's ``ε``."""
 
 ALPHA = 4.0
-"""The soft-round quantiser's sharpness in :func:`model` and the catalogue's points."""
+"""The soft-round quantiser's sharpness in ``model`` and the catalogue's points."""
 
 FAMILIES = ("layer_norm", "softmax_cross_entropy", "causal_attention", "soft_round")
 
@@ -56,7 +56,7 @@ class RuleMutant:
 
     Attributes:
         name: ``"family/bug"``.
-        family: one of :data:`FAMILIES`.
+        family: one of ``FAMILIES``.
         bug: the bug's short name within the family.
         description: the slip, in words.
     """
@@ -327,7 +327,7 @@ def rule_arguments(
     """A point at which to check ``family``'s rule, drawn with NumPy.
 
     Args:
-        family: one of :data:`FAMILIES`.
+        family: one of ``FAMILIES``.
         dtype: the working dtype.
         seed: the NumPy seed.
         rows: rows of ``h``/``logits``, the sequence length ``L`` of attention.
@@ -374,7 +374,7 @@ def model(
 
     Args:
         rules: ``{family: rule}`` replacing the correct rule of those families.
-        straight_through: round the quantiser's output with :data:`straight_through_round`
+        straight_through: round the quantiser's output with ``straight_through_round``
             (hard values forward, the soft-round slope backward): a fifth rule, a
             surrogate that ``audit`` must be told to skip (``skip=("round_to_integer",)``).
 
@@ -399,7 +399,7 @@ def model(
 def model_arguments(
     dtype: Any = jnp.float32, seed: int = 0
 ) -> tuple[dict[str, Array], Array, Array]:
-    """``(params, x (8, 6), labels (8, 3))`` for :func:`model`; the last row of labels padded."""
+    """``(params, x (8, 6), labels (8, 3))`` for ``model``; the last row of labels padded."""
     rng = np.random.default_rng(seed)
     n_in, width, head, classes, tokens = 6, 8, 4, 3, 8
     params = {
@@ -423,10 +423,10 @@ def model_arguments(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Measure the catalogue (see the module docstring): :func:`netcheck.rule_bench.main`."""
-    from netcheck import rule_bench  # needs Hypothesis, a development dependency
+    """Measure the catalogue (see the module docstring): ``netcheck.bench.custom_rules.main``."""
+    from netcheck.bench import custom_rules  # needs Hypothesis, a development dependency
 
-    return rule_bench.main(argv)
+    return custom_rules.main(argv)
 
 
 if __name__ == "__main__":

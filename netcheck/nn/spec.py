@@ -1,15 +1,16 @@
-"""The lecture's fully connected network: its spec, parameters and forward pass.
+"""The lecture's fully connected network: its spec, parameters, forward pass and input checks.
 
-A :class:`Network` is frozen, hashable configuration (so it can be a static argument of
+A ``Network`` is frozen, hashable configuration (so it can be a static argument of
 ``jax.jit``); the parameters are a plain pytree, a list with one dict per layer::
 
     params[ℓ-1] = {"W": (n_ℓ, n_{ℓ-1}), "b": (n_ℓ,)}     # W[j, k] = w^ℓ_{j,k}
 
 The forward pass is batch-first, ``z^ℓ = a^{ℓ-1} W_ℓᵀ + b_ℓ`` on rows, which is the
 lecture's ``z^ℓ = W_ℓ a^{ℓ-1}`` for each example; ``bias=False`` drops ``b`` and reproduces
-the slides exactly. Gradients come from :mod:`netcheck.backprop` (by hand) and
-:mod:`netcheck.autodiff` (``jax.grad`` of the very same :meth:`Network.mean_loss`);
-Hessian-vector products from :mod:`netcheck.hvp` (by hand) and :mod:`netcheck.autodiff`.
+the slides exactly. This module holds what the network *is* and computes forward
+(``NetworkSpec``); the algorithms that differentiate it (``backprop``, ``autodiff``,
+``hvp``, ``literal``) build on it, and ``netcheck.nn.network.Network`` adds them to it as
+methods. Nothing here imports them, so the layers of ``netcheck.nn`` import one way only.
 
 Every public method refuses bad input (shapes, dtypes, non-finite data, targets the loss
 is not defined for) with one ``ValueError``/``TypeError`` naming the problem, before
@@ -25,15 +26,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from netcheck import autodiff, backprop, hvp
-from netcheck.activations import HIDDEN_ACTIVATIONS, Activation, get_activation
-from netcheck.losses import Loss, get_loss
+from netcheck.nn.activations import HIDDEN_ACTIVATIONS, Activation, get_activation
+from netcheck.nn.losses import Loss, get_loss
 
 Array = jax.Array
 Params = list[dict[str, Array]]
 
 INIT_SCHEMES = ("auto", "glorot_normal", "glorot_uniform", "he_normal", "lecun_normal", "nielsen")
-"""Weight initialisations accepted by :meth:`Network.init`."""
+"""Weight initialisations accepted by ``Network.init``."""
 
 _RELU_LIKE = frozenset({"relu", "leaky_relu", "elu", "gelu", "silu"})
 
@@ -54,12 +54,15 @@ class ForwardCache(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Network:
-    """A fully connected network ``ŷ = g_L(W_L g(⋯ g(W_1 x)))``, as on the slides.
+class NetworkSpec:
+    """What a fully connected network ``ŷ = g_L(W_L g(⋯ g(W_1 x)))`` is and computes forward.
+
+    The derivatives are added by its subclass ``netcheck.Network``; the algorithms that
+    compute them take a ``NetworkSpec``, so that this module never imports them.
 
     Attributes:
         sizes: layer widths ``(n_0, n_1, ..., n_L)``; ``n_0`` is the input's feature count.
-        activation: hidden activation ``g`` (a name from :data:`HIDDEN_ACTIVATIONS`).
+        activation: hidden activation ``g`` (a name from ``HIDDEN_ACTIVATIONS``).
         output_activation: output activation ``g_L`` (any activation, or ``"softmax"``).
         loss: per-example loss ``L(y, ŷ)``: ``squared_error``, ``binary_cross_entropy``
             (needs a sigmoid output) or ``softmax_cross_entropy`` (needs a softmax output).
@@ -179,7 +182,7 @@ class Network:
                 reference differentiates with respect to them to get ``∂L/∂z^ℓ``.
 
         Returns:
-            The :class:`ForwardCache`. No input checks: see :meth:`forward`.
+            The ``ForwardCache``. No input checks: see ``forward``.
         """
         activations = [x]
         pre_activations = []
@@ -205,10 +208,10 @@ class Network:
         return loss.value(cache.activations[-1], y)
 
     def mean_loss_unchecked(self, params: Params, x: Array, y: Array) -> Array:
-        """:meth:`mean_loss` without input checks, for use under ``jit``/``grad``."""
+        """``mean_loss`` without input checks, for use under ``jit``/``grad``."""
         return jnp.mean(self.example_losses(self.forward_cache(params, x), y))
 
-    # ----- the public surface ---------------------------------------------------------
+    # ----- the forward pass, checked -------------------------------------------------
 
     def forward(self, params: Params, x: Any) -> Array:
         """The prediction ``ŷ = a^L``, shape ``(batch, n_L)``, for inputs ``(batch, n_0)``."""
@@ -220,54 +223,6 @@ class Network:
         """The lecture's batch loss ``1/n Σ_i L(y_i, ŷ(x_i))``, a scalar."""
         x, y = self.check_batch(params, x, y)
         return self.mean_loss_unchecked(params, x, y)
-
-    def manual_grad(self, params: Params, x: Any, y: Any) -> Params:
-        """``∂(mean loss)/∂params`` by the hand-written δ recursion, jit-compiled.
-
-        See :func:`netcheck.backprop.manual_grad`; returns the same pytree as ``params``.
-        """
-        x, y = self.check_batch(params, x, y)
-        return backprop.manual_grad_jit(self, params, x, y)
-
-    def autodiff_grad(self, params: Params, x: Any, y: Any) -> Params:
-        """``jax.grad`` of the very same mean loss, jit-compiled; same pytree as ``params``."""
-        x, y = self.check_batch(params, x, y)
-        return autodiff.autodiff_grad_jit(self, params, x, y)
-
-    def manual_deltas(self, params: Params, x: Any, y: Any) -> list[Array]:
-        """``[δ^1, ..., δ^L]`` by hand, each ``(batch, n_ℓ)``; ``δ^ℓ_i = ∂L(y_i, ŷ_i)/∂z^ℓ_i``."""
-        x, y = self.check_batch(params, x, y)
-        return backprop.manual_deltas_jit(self, params, x, y)
-
-    def autodiff_deltas(self, params: Params, x: Any, y: Any) -> list[Array]:
-        """``∂L(y_i, ŷ_i)/∂z^ℓ_i`` by autodiff, the layout of :meth:`manual_deltas`."""
-        x, y = self.check_batch(params, x, y)
-        return autodiff.autodiff_deltas_jit(self, params, x, y)
-
-    def manual_hvp(self, params: Params, x: Any, y: Any, v: Params) -> Params:
-        """``H v``: the Hessian of the mean loss times ``v``, by hand, jit-compiled.
-
-        Pearlmutter's R-operator carried through the forward pass and the δ recursion
-        (see :func:`netcheck.hvp.manual_hvp`).
-
-        Args:
-            params: the parameters.
-            x: inputs, ``(batch, n_0)``.
-            y: targets, ``(batch, n_L)``.
-            v: the direction: the structure, shapes and dtype of ``params``.
-
-        Returns:
-            ``H v``, the same pytree as ``params``.
-        """
-        x, y = self.check_batch(params, x, y)
-        self.check_direction(params, v)
-        return hvp.manual_hvp_jit(self, params, x, y, v)
-
-    def autodiff_hvp(self, params: Params, x: Any, y: Any, v: Params) -> Params:
-        """``H v`` by ``jax.jvp(jax.grad(mean loss))``, jit-compiled; the layout of ``params``."""
-        x, y = self.check_batch(params, x, y)
-        self.check_direction(params, v)
-        return autodiff.autodiff_hvp_jit(self, params, x, y, v)
 
     # ----- input checks, at the public boundary ---------------------------------------
 
@@ -323,7 +278,7 @@ class Network:
         """Check that a direction ``v`` has the structure, shapes and dtype of ``params``.
 
         Raises:
-            TypeError, ValueError: as :meth:`check_params` for ``v`` itself, and a
+            TypeError, ValueError: as ``check_params`` for ``v`` itself, and a
                 ``ValueError`` when ``v``'s dtype is not the parameters' dtype.
         """
         dtype = self.check_params(params)
@@ -350,7 +305,7 @@ class Network:
         """Check params, ``x (batch, n_0)`` and ``y (batch, n_L)``; return ``x, y`` as arrays.
 
         ``x`` and ``y`` are converted to the parameters' dtype; the targets must then obey
-        the loss's rule (:meth:`netcheck.losses.Loss.check_targets`: in ``[0, 1]`` for the
+        the loss's rule (``netcheck.nn.losses.Loss.check_targets``: in ``[0, 1]`` for the
         cross-entropies, rows summing to 1 for softmax cross-entropy), which is checked on
         concrete values only (under ``jit`` only the shapes are).
         """

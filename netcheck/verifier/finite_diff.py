@@ -13,7 +13,7 @@ step plus its rounding bound is smallest, and that sum is its error estimate.
 Kinks: the second difference ``S(h) = |f(x + h d) - 2 f(x) + f(x - h d)| / h`` is the gap
 between the forward and backward slopes. Where ``f`` is smooth, ``S(h) = h |f''| + ...``
 shrinks tenfold per rung; at a kink (relu exactly at 0) it tends to the jump in slope and
-stops shrinking. When the last rung shrinks by less than :data:`KINK_RATIO` and stands
+stops shrinking. When the last rung shrinks by less than ``KINK_RATIO`` and stands
 above rounding, the point is reported as non-differentiable along ``d``.
 
 Everything here is a pure ``jax.numpy`` function: it runs under ``jit`` and ``vmap``.
@@ -95,11 +95,11 @@ def directional_derivative(
         f: a scalar function of the pytree ``x``; evaluate it in float64 for a useful
             estimate (at the default steps, float32 rounding swamps the result).
         x: the point, a pytree of floating arrays.
-        direction: ``d``, a pytree like ``x`` (unit norm, e.g. :func:`random_direction`).
+        direction: ``d``, a pytree like ``x`` (unit norm, e.g. ``random_direction``).
         steps: at least three steps, largest first, each ten times the next.
 
     Returns:
-        The :class:`FDEstimate`: ``value``, ``error``, ``step`` and ``kink``.
+        The ``FDEstimate``: ``value``, ``error``, ``step`` and ``kink``.
     """
     dtype = jax.tree_util.tree_leaves(x)[0].dtype
     offsets = ladder_offsets(steps, dtype)
@@ -118,14 +118,14 @@ def ladder_offsets(steps: tuple[float, ...] = STEPS, dtype: Any = jnp.float64) -
 
 
 def ladder_estimate(values: Array, steps: tuple[float, ...] = STEPS) -> FDEstimate:
-    """The estimate from ``f`` at :func:`ladder_offsets`, batched over leading axes.
+    """The estimate from ``f`` at ``ladder_offsets``, batched over leading axes.
 
     Args:
         values: ``f(x + t d)`` at the offsets, shape ``(..., 2K+1)``.
         steps: the ``K`` steps the offsets were built from.
 
     Returns:
-        An :class:`FDEstimate` whose fields have shape ``(...)``.
+        An ``FDEstimate`` whose fields have shape ``(...)``.
     """
     _check_steps(steps)
     n = len(steps)

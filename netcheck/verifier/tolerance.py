@@ -1,7 +1,7 @@
 """The judgement rule: its constants, and a tolerance in the 2-norm and in the max norm.
 
 Everything here is plain host arithmetic on numbers the measuring program returned; the
-derivation of the rule is in the package docstring (:mod:`netcheck.verifier`).
+derivation of the rule is in the package docstring (``netcheck.verifier``).
 
 A quantity ``c`` is judged against the float64 truth ``t`` in two norms, each with its own
 noise floor measured from autodiff in that norm::
@@ -135,7 +135,7 @@ def _degenerate(floor: Any, max_floor: Any, values: dict[str, Any]) -> Any:
 
 
 def precision_floors(values: dict[str, Any], dtype: Any, has_formula: bool) -> tuple[Any, Any, Any]:
-    """The precision part's ``(φ₂, φ∞, how)`` (``how``: :data:`MEASURED` ...)."""
+    """The precision part's ``(φ₂, φ∞, how)`` (``how``: ``MEASURED`` ...)."""
     u = unit_roundoff(dtype)
     floor, max_floor = np.asarray(values["floor"]), np.asarray(values["max_floor"])
     how = np.zeros(np.shape(floor), int)
@@ -265,12 +265,12 @@ def judge_quantity(
     kink_point: bool = False,
     truth_nonfinite: bool = False,
 ) -> Agreement:
-    """Turn one quantity's numbers from the measuring program into an :class:`Agreement`.
+    """Turn one quantity's numbers from the measuring program into an ``Agreement``.
 
     Args:
         name, layer, kind: how the row is named.
         values: this quantity's entry of every metric of
-            :func:`netcheck.verifier.measure.measure_quantity`, as floats; the formula
+            ``netcheck.verifier.measure.measure_quantity``, as floats; the formula
             part's metrics are present when the candidate ran in float64 (and
             ``self_floor``/``max_self_floor`` for float64 leaves where they were needed).
         dtype: the working dtype of the candidate.
@@ -283,7 +283,7 @@ def judge_quantity(
     Returns:
         The row, with its ``precision`` part and (when the candidate ran in float64 and
         the working dtype is not float64) its ``formula`` part. Its ``ok`` equals
-        :func:`rows_pass` on the same numbers.
+        ``rows_pass`` on the same numbers.
     """
     dtype = jnp.dtype(dtype)
     size = math.prod(shape)

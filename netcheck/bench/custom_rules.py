@@ -1,14 +1,14 @@
 """What ``check_custom_rule`` and ``audit`` catch, miss and cost, on the rule catalogue.
 
-    python -m netcheck.rule_mutants --json reports/artifacts/custom_rules.json
+    python -m netcheck.bench.rule_mutants --json reports/artifacts/custom_rules.json
 
-Three measurements over :mod:`netcheck.rule_mutants`, each judged by netcheck's own
-:func:`~netcheck.check_custom_rule` and :func:`~netcheck.audit` (nothing here judges a
+Three measurements over ``netcheck.bench.rule_mutants``, each judged by netcheck's own
+``check_custom_rule`` and ``audit`` (nothing here judges a
 rule a second way):
 
 * **kill matrix**: every planted rule bug, in float32 and bfloat16, checked on its own
   (killed when the verdict fails; the failing arguments are recorded), and slipped into the
-  catalogue's model, whose :func:`~netcheck.audit` must name exactly that rule as failing,
+  catalogue's model, whose ``audit`` must name exactly that rule as failing,
   the other three ok and the straight-through surrogate skipped;
 * **false alarms**: correct rules of the four families at points Hypothesis draws (shape,
   spread of the inputs, seed of the values), seeded, each checked in every dtype; a case is
@@ -16,7 +16,7 @@ rule a second way):
 * **cost**: warm wall time of ``check_custom_rule`` and ``audit`` as multiples of one
   jitted ``jax.grad`` of the same program (per family: the sum of the rule's output; the
   model: its loss), float32, timed interleaved round by round
-  (:func:`netcheck.bench.time_interleaved`), the median of the paired ratios with its 95%
+  (``netcheck.bench.step.time_interleaved``), the median of the paired ratios with its 95%
   bootstrap interval.
 
 Hypothesis is a development dependency, imported here only.
@@ -42,13 +42,13 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from netcheck import rule_mutants
-from netcheck.audit import audit
-from netcheck.bench import environment, median_interval, paired_ratios, time_interleaved
+from netcheck.bench import rule_mutants
+from netcheck.bench.rule_mutants import FAMILIES, MUTANTS, RuleMutant
+from netcheck.bench.step import environment, median_interval, paired_ratios, time_interleaved
 from netcheck.report.tables import Table
-from netcheck.rule_mutants import FAMILIES, MUTANTS, RuleMutant
-from netcheck.rules import check_custom_rule
 from netcheck.verifier import Verdict
+from netcheck.verifier.audit import audit
+from netcheck.verifier.custom_rule import check_custom_rule
 
 SCHEMA = "netcheck.custom_rules/1"
 
@@ -59,7 +59,7 @@ FALSE_ALARM_DTYPES = ("float32", "bfloat16", "float64")
 """The dtypes every generated correct rule is checked in."""
 
 SHAPES = ((2, 5), (6, 8))
-"""``(rows, width)`` of the generated points (see :func:`~netcheck.rule_mutants.rule_arguments`);
+"""``(rows, width)`` of the generated points (see ``rule_arguments``);
 few, so that the checks of a family reuse their compiled programs."""
 
 SURROGATE = "round_to_integer"
@@ -120,7 +120,7 @@ def audit_row(mutant: RuleMutant, dtype: str, seed: int = 0) -> dict[str, Any]:
 def kill_matrix(
     mutants: Sequence[RuleMutant] = MUTANTS, dtypes: Sequence[str] = KILL_DTYPES
 ) -> dict[str, list[dict[str, Any]]]:
-    """:func:`kill_row` and :func:`audit_row` of every mutant in every dtype."""
+    """``kill_row`` and ``audit_row`` of every mutant in every dtype."""
     return {
         "check_custom_rule": [kill_row(mutant, dtype) for mutant in mutants for dtype in dtypes],
         "audit": [audit_row(mutant, dtype) for mutant in mutants for dtype in dtypes],
@@ -143,7 +143,7 @@ class Case:
 
 
 def cases(families: Sequence[str] = FAMILIES) -> st.SearchStrategy[Case]:
-    """Hypothesis's strategy for a :class:`Case`: one of ``families``, one of :data:`SHAPES`,
+    """Hypothesis's strategy for a ``Case``: one of ``families``, one of ``SHAPES``,
     inputs spread from 0.1 to 10 times the catalogue's, any seed."""
     return st.builds(
         lambda family, shape, scale, seed: Case(family, *shape, scale, seed),
@@ -295,7 +295,7 @@ def measure(
             of ``alarm_dtypes``.
         targets: what the cost is measured on: ``"model"`` and families.
         rounds: interleaved timing rounds per target; ``min_measure_s``: the shortest
-            measurement (:func:`netcheck.bench.time_interleaved`).
+            measurement (``netcheck.bench.step.time_interleaved``).
         command: the command line, recorded.
     """
     env = environment()
@@ -361,7 +361,7 @@ def tables_of(record: dict[str, Any]) -> list[Table]:
             ],
         ],
         f"{mutants} planted bugs over layer norm, softmax cross-entropy, causal attention and a "
-        "soft-round quantiser (`netcheck/rule_mutants.py`); `audit` runs on a model with one "
+        "soft-round quantiser (`netcheck/bench/rule_mutants.py`); `audit` runs on a model with one "
         "rule of each family and a straight-through rounding, skipped by name."
         + _alarm_note(record),
     )
@@ -401,7 +401,7 @@ def _ratio_cell(ratio: dict[str, Any] | None) -> str:
 
 
 def format_table(record: dict[str, Any]) -> str:
-    """The record's tables (:func:`tables_of`) as plain text."""
+    """The record's tables (``tables_of``) as plain text."""
     blocks = []
     for table in tables_of(record):
         rows = [table.columns, *table.rows]
@@ -415,13 +415,13 @@ def format_table(record: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m netcheck.rule_mutants [--json PATH] [--cases N] [--rounds R]``."""
+    """``python -m netcheck.bench.rule_mutants [--json PATH] [--cases N] [--rounds R]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write the record here")
     parser.add_argument("--cases", type=int, default=200, help="generated correct rules")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
     args = parser.parse_args(argv)
-    command = " ".join(["python -m netcheck.rule_mutants", *(argv or sys.argv[1:])])
+    command = " ".join(["python -m netcheck.bench.rule_mutants", *(argv or sys.argv[1:])])
     record = measure(count=args.cases, rounds=args.rounds, command=command)
     print(format_table(record))
     if args.json is not None:

@@ -1,22 +1,22 @@
-"""Checkpoints: a :class:`~netcheck.trainer.TrainState`, its network spec and history in one file.
+"""Checkpoints: a ``TrainState``, its network spec and history in one file.
 
 One ``.npz`` file holds the parameters, the optimizer state's leaves, the PRNG key's data,
 the epoch, the network spec, the history and a description of the training data (the last
-four as JSON). It is written through a temporary file and a rename (:mod:`netcheck._io`),
+four as JSON). It is written through a temporary file and a rename (``netcheck._io``),
 so a crash mid-save leaves the previous checkpoint intact. Every array is stored exactly, so
 resuming from a checkpoint gives bit-identical results to an uninterrupted run on the same
 machine.
 
-A checkpoint never holds a non-finite state: :func:`save` refuses parameters or optimizer
-state with NaN or Inf, and :func:`load` refuses a file that holds them, naming the file and
+A checkpoint never holds a non-finite state: ``save`` refuses parameters or optimizer
+state with NaN or Inf, and ``load`` refuses a file that holds them, naming the file and
 the leaf.
 
 The data description (``data=``) is whatever identifies the training data: ``netcheck
 train`` stores the dataset's name (or the file's SHA-256), the number of examples, the split's
 seed and test fraction, the standardisation, and a hash of the training split itself
-(:func:`fingerprint_arrays`); :func:`data_differences` says what differs between two.
+(``fingerprint_arrays``); ``data_differences`` says what differs between two.
 
-The optimizer itself is code, not data: :func:`load` takes the same optax optimizer and
+The optimizer itself is code, not data: ``load`` takes the same optax optimizer and
 rebuilds the state's structure from ``optimizer.init(params)``, refusing a checkpoint whose
 leaves do not fit it.
 """
@@ -38,8 +38,8 @@ import numpy as np
 import optax
 
 from netcheck._io import check_writable, write_bytes_atomic
-from netcheck.network import Network
-from netcheck.trainer import History, TrainState, init_state, non_finite_leaves
+from netcheck.nn import Network
+from netcheck.training.trainer import History, TrainState, init_state, non_finite_leaves
 
 FORMAT = "netcheck-checkpoint"
 VERSION = 2
@@ -49,11 +49,11 @@ _READABLE_VERSIONS = (1, 2)
 
 
 class Checkpoint(NamedTuple):
-    """What :func:`load` returns.
+    """What ``load`` returns.
 
     Attributes:
         net: the network the state belongs to.
-        state: parameters, optimizer state, key and epoch, ready for :func:`netcheck.trainer.fit`.
+        state: parameters, optimizer state, key and epoch, ready for ``netcheck.fit``.
         history: the training history saved with it (``None`` if none was saved).
     """
 
@@ -75,12 +75,12 @@ def save(
 
     Args:
         path: the file to write (conventionally ``*.npz``); its folder must exist.
-        net: the network (its spec is saved, so :func:`load` rebuilds it).
+        net: the network (its spec is saved, so ``load`` rebuilds it).
         state: the training state; ``state.params`` must fit ``net``, and its parameters
             and optimizer state must be finite.
         history: an optional JSON-able history record.
         data: an optional JSON-able description of the training data (see the module
-            docstring), compared on resume with :func:`data_differences`.
+            docstring), compared on resume with ``data_differences``.
 
     Returns:
         The path written.
@@ -98,7 +98,9 @@ def save(
     dtype = net.check_params(state.params)
     key = state.key
     if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        raise TypeError("state.key must be a typed PRNG key (see netcheck.trainer.init_state)")
+        raise TypeError(
+            "state.key must be a typed PRNG key (see netcheck.training.trainer.init_state)"
+        )
     bad = non_finite_leaves({"params": state.params, "opt_state": state.opt_state})
     if bad:
         raise ValueError(f"refusing to write {path}: {'; '.join(bad)}")
@@ -132,7 +134,7 @@ def save(
 
 
 def load(path: str | os.PathLike[str], optimizer: optax.GradientTransformation) -> Checkpoint:
-    """Read a checkpoint written by :func:`save`.
+    """Read a checkpoint written by ``save``.
 
     Args:
         path: the checkpoint file.
@@ -140,7 +142,7 @@ def load(path: str | os.PathLike[str], optimizer: optax.GradientTransformation) 
             structure the saved optimizer leaves are poured back into.
 
     Returns:
-        The :class:`Checkpoint` (network, state, history, data description).
+        The ``Checkpoint`` (network, state, history, data description).
 
     Raises:
         FileNotFoundError: no such file.
@@ -182,7 +184,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     ``data`` (``dtype`` and ``data`` are ``None`` in version-1 files); no arrays are built.
 
     Raises:
-        FileNotFoundError / ValueError: as :func:`load`.
+        FileNotFoundError / ValueError: as ``load``.
     """
     path, arrays = _read_archive(path, names=("meta", "key"))
     meta = _read_meta(path, arrays)

@@ -8,29 +8,25 @@ fresh random order each round) so that noise from other processes hits them alik
 median of the rounds is reported with its spread; ratios pair the times of one round.
 
 Methods:
-    ``manual``: :data:`netcheck.backprop.manual_grad_jit`, the δ recursion.
-    ``autodiff``: :data:`netcheck.autodiff.autodiff_grad_jit`, ``jax.grad`` of the same loss.
+    ``manual``: ``netcheck.nn.backprop.manual_grad_jit``, the δ recursion.
+    ``autodiff``: ``netcheck.nn.autodiff.autodiff_grad_jit``, ``jax.grad`` of the same loss.
     ``roofline``: exactly the matrix products a forward-plus-backward step needs and nothing
-        else (:func:`roofline_products`), the limit the other methods are measured against.
-    ``literal``: :data:`netcheck.literal.literal_grad_jit`, the slides' per-example form with
+        else (``roofline_products``), the limit the other methods are measured against.
+    ``literal``: ``netcheck.nn.literal.literal_grad_jit``, the slides' per-example form with
         ``G(ℓ)`` as matrices (small shapes only).
     ``numpy_loop``: a per-example loop in numpy, as in Nielsen's ``network.py`` (small shapes).
     ``finite_differences``: central differences on every parameter (tiny shapes only).
 
 Every result row records the device, platform, JAX version and matmul precision it ran
-under; :func:`performance_goals` judges a record against the project's stated goals, each
+under; ``performance_goals`` judges a record against the project's stated goals, each
 timed goal by the bootstrap confidence interval of its paired per-round ratios
-(:func:`median_interval`), never by which side of the target one median lands on.
+(``median_interval``), never by which side of the target one median lands on.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import itertools
 import math
-import os
-import platform
-import random
 import statistics
 import sys
 import time
@@ -45,13 +41,22 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
-from netcheck import autodiff, backprop, literal
-from netcheck.network import Network, Params
+from netcheck.bench.timing import (
+    CONFIDENCE,
+    environment,
+    median_interval,
+    paired_interval,
+    paired_ratio,
+    paired_ratios,
+    summarize,
+    time_interleaved,
+)
+from netcheck.nn import Network, Params, autodiff, backprop, literal
 
 Array = jax.Array
 
 SCHEMA = "netcheck.bench/2"
-"""Identifies a benchmark record (see :func:`run_bench`)."""
+"""Identifies a benchmark record (see ``run_bench``)."""
 
 METHODS = ("manual", "autodiff", "roofline", "literal", "numpy_loop", "finite_differences")
 """Every method the benchmark knows, in the order tables list them."""
@@ -103,12 +108,12 @@ class Shape:
         return (self.width,) * (self.depth + 1)
 
     def network(self) -> Network:
-        """The benchmark :class:`Network` of this shape."""
+        """The benchmark ``Network`` of this shape."""
         return Network(sizes=self.sizes, **BENCH_NETWORK)
 
     @property
     def flops(self) -> int:
-        """Floating-point operations of the matrix products of one step (:func:`matmul_flops`)."""
+        """Floating-point operations of the matrix products of one step (``matmul_flops``)."""
         return matmul_flops(self.sizes, self.batch)
 
     @property
@@ -135,8 +140,8 @@ class Grid:
         min_measure_s: a measurement repeats a call until it lasts at least this long, so
             that microsecond steps are not measured at the clock's resolution.
         budget_s: cheap shapes get more rounds, until this many seconds (see
-            :func:`time_interleaved`).
-        methods: the methods to run where they apply (see :func:`applicable_methods`).
+            ``time_interleaved``).
+        methods: the methods to run where they apply (see ``applicable_methods``).
     """
 
     name: str
@@ -268,7 +273,7 @@ def matmul_flops(sizes: Sequence[int], batch: int) -> int:
 
 
 def roofline_products(weights: list[Array], x: Array) -> list[Array]:
-    """Exactly the matrix products of one step (those :func:`matmul_flops` counts), alone.
+    """Exactly the matrix products of one step (those ``matmul_flops`` counts), alone.
 
     The same shapes and data dependencies as backprop, without activations or biases:
     ``A^ℓ = A^{ℓ-1} W_ℓᵀ``; ``Δ^L = A^L``; ``∂W_ℓ = (Δ^ℓ)ᵀ A^{ℓ-1}``; ``Δ^{ℓ-1} = Δ^ℓ W_ℓ``.
@@ -384,30 +389,6 @@ def applicable_methods(shape: Shape, methods: Iterable[str]) -> list[str]:
 # ----- measuring -----------------------------------------------------------------------
 
 
-def environment() -> dict[str, Any]:
-    """Where the benchmark runs: device, platform, JAX version, matmul precision, host."""
-    device = jax.devices()[0]
-    precision = jax.config.jax_default_matmul_precision
-    return {
-        "device": device.device_kind,
-        "platform": device.platform,
-        "device_count": jax.device_count(),
-        "jax_version": jax.__version__,
-        "jaxlib_version": importlib.metadata.version("jaxlib"),
-        # The runtime behind the device, e.g. "cuda 12080" on a GPU ("<unknown>" on a CPU).
-        "platform_version": str(getattr(device.client, "platform_version", "<unknown>")),
-        # None is JAX's default: full float32 on CPU, TF32 for float32 on recent NVIDIA GPUs.
-        "matmul_precision": "default" if precision is None else str(precision),
-        "x64": bool(jax.config.jax_enable_x64),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "cpu_count": os.cpu_count(),
-        # Other processes' load is the main source of timing noise on a shared machine.
-        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "machine": platform.machine(),
-    }
-
-
 @dataclass
 class _Prepared:
     """A method ready to time: a no-argument call, its compile time, its compiled costs."""
@@ -489,154 +470,6 @@ def _prepare(method: str, shape: Shape, key: Array) -> _Prepared:
     raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
 
 
-def _measure(call: Callable[[], Any], repeats: int) -> float:
-    """Seconds per call over ``repeats`` back-to-back calls, waiting for the last result."""
-    start = time.perf_counter()
-    for _ in range(repeats):
-        result = call()
-    jax.block_until_ready(result)
-    return (time.perf_counter() - start) / repeats
-
-
-def time_interleaved(
-    calls: dict[str, Callable[[], Any]],
-    rounds: int,
-    min_measure_s: float,
-    budget_s: float = 0.0,
-    max_rounds: int | None = None,
-    shared: Sequence[str] = (),
-) -> dict[str, dict[str, Any]]:
-    """Time several calls alternately: each round measures every call once, in turn.
-
-    Each call is first warmed up, and its repeat count chosen so that one measurement lasts
-    about ``min_measure_s`` (from the median of three timed calls); the calls named in
-    ``shared`` get one common count, set by the slowest of them, so that the methods being
-    compared are measured in exactly the same way. Each round runs the calls in a fresh
-    random order (seeded), so that neither a burst of load from other processes nor the
-    cache left behind by the previous call always lands on the same method: a fixed
-    rotation would keep every call's predecessor the same in every round.
-    Cheap calls get more rounds: after ``rounds``, rounds go on while the total is under
-    ``budget_s`` (up to ``max_rounds``, default ``5 * rounds``).
-
-    Args:
-        calls: name -> a no-argument call returning JAX arrays (or anything else).
-        rounds: the least number of measurements per call.
-        min_measure_s: the shortest measurement.
-        budget_s: keep adding rounds until this many seconds have passed.
-        max_rounds: the most rounds.
-        shared: names of calls that share one repeat count.
-
-    Returns:
-        name -> ``{"times_s": [seconds per call, one per round], "repeats": int}``.
-    """
-    max_rounds = 5 * rounds if max_rounds is None else max(max_rounds, rounds)
-    per_call = {}
-    for name, call in calls.items():
-        _measure(call, 1)  # warm-up: the first call may still allocate
-        per_call[name] = statistics.median(_measure(call, 1) for _ in range(3))
-    repeats = {
-        name: max(1, math.ceil(min_measure_s / max(seconds, 1e-9)))
-        for name, seconds in per_call.items()
-    }
-    group = [name for name in shared if name in calls]
-    if group:
-        slowest = max(per_call[name] for name in group)
-        for name in group:
-            repeats[name] = max(1, math.ceil(min_measure_s / max(slowest, 1e-9)))
-    names = list(calls)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    rng = random.Random(0)  # seeded: a run is reproducible in its order
-    start = time.perf_counter()
-    done = 0
-    while done < rounds or (time.perf_counter() - start < budget_s and done < max_rounds):
-        for name in rng.sample(names, len(names)):
-            times[name].append(_measure(calls[name], repeats[name]))
-        done += 1
-    return {name: {"times_s": times[name], "repeats": repeats[name]} for name in names}
-
-
-def paired_ratios(times: Sequence[float], reference: Sequence[float]) -> list[float]:
-    """Per round, ``times[r] / reference[r]``; rounds beyond the shorter list are ignored.
-
-    The two were measured back to back in the same round, so load from other processes,
-    which drifts on a scale of seconds, mostly cancels in each round's ratio; a ratio of
-    the two medians would let it in.
-    """
-    return [t / r for t, r in zip(times, reference, strict=False)]
-
-
-def paired_ratio(times: Sequence[float], reference: Sequence[float]) -> float:
-    """The median over rounds of :func:`paired_ratios`."""
-    return statistics.median(paired_ratios(times, reference))
-
-
-CONFIDENCE = 0.95
-"""Coverage of the intervals that performance goals are judged by."""
-
-BOOTSTRAP_RESAMPLES = 4000
-"""Resamples of :func:`median_interval`: the interval's ends move by well under 1% of
-their width from one seed to another."""
-
-
-def median_interval(
-    groups: Sequence[Sequence[float]],
-    confidence: float = CONFIDENCE,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile-bootstrap interval of the median over groups of each group's median.
-
-    A stratified bootstrap (numpy only): the groups (shapes) are fixed and the noise is in
-    the rounds, so each resample redraws every group's rounds with replacement, takes each
-    group's median and then the median of those. With one group it is the interval of that
-    group's median ratio. Seeded: the same record always gives the same interval.
-
-    Args:
-        groups: per group (shape), its per-round values (:func:`paired_ratios`), each
-            non-empty.
-        confidence: the interval's coverage, e.g. 0.95.
-        resamples: bootstrap resamples.
-        seed: seeds ``numpy.random.default_rng``.
-
-    Returns:
-        ``(low, high)``: the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2``
-        quantiles of the resampled statistic.
-    """
-    if not groups or any(len(values) == 0 for values in groups):
-        raise ValueError("median_interval needs at least one group and a value in each")
-    rng = np.random.default_rng(seed)
-    medians = []
-    for values in groups:
-        values = np.asarray(values, dtype=np.float64)
-        draws = rng.integers(0, values.size, (resamples, values.size))
-        medians.append(np.median(values[draws], axis=1))
-    statistic = np.median(np.stack(medians), axis=0)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(statistic, [tail, 1 - tail])
-    return float(low), float(high)
-
-
-def paired_interval(times: Sequence[float], reference: Sequence[float]) -> list[float]:
-    """:func:`median_interval` of one shape's :func:`paired_ratios`, as a JSON-able list."""
-    return list(median_interval([paired_ratios(times, reference)]))
-
-
-def summarize(times: Sequence[float]) -> dict[str, float]:
-    """Median and spread (quartiles, min, max) of a list of seconds."""
-    ordered = sorted(times)
-    if len(ordered) >= 2:
-        q25, _, q75 = statistics.quantiles(ordered, n=4, method="inclusive")
-    else:
-        q25 = q75 = ordered[0]
-    return {
-        "median_s": statistics.median(ordered),
-        "q25_s": q25,
-        "q75_s": q75,
-        "min_s": ordered[0],
-        "max_s": ordered[-1],
-    }
-
-
 def bench_shape(
     shape: Shape,
     methods: Sequence[str] = METHODS,
@@ -660,11 +493,11 @@ def bench_shape(
         method ``compile_s``, the timing summary (``median_s``, ``q25_s``, ``q75_s``,
         ``min_s``, ``max_s``, ``times_s``, ``repeats``), ``flops_per_s`` (the step's matrix
         FLOPs over the median; an *effective* rate for methods that do other work),
-        ``time_over_roofline`` (:func:`paired_ratio` against the roofline timed in the same
+        ``time_over_roofline`` (``paired_ratio`` against the roofline timed in the same
         group: manual, jax.grad and the roofline are one group, the slow methods with a
         second roofline another) with its ``time_over_roofline_interval``
-        (:func:`paired_interval`) and the compiled memory (``temp_bytes`` ...); then
-        ``manual_over_autodiff`` (:func:`paired_ratio` of the step times) and its
+        (``paired_interval``) and the compiled memory (``temp_bytes`` ...); then
+        ``manual_over_autodiff`` (``paired_ratio`` of the step times) and its
         ``manual_over_autodiff_interval``, ``manual_temp_bytes_minus_autodiff`` and, where
         slow methods ran, ``slow_group_roofline_times_s``.
     """
@@ -735,7 +568,7 @@ def run_bench(
     """Run a benchmark grid and return its JSON-able record.
 
     Args:
-        grid: a :class:`Grid` or the name of one in :data:`GRIDS`.
+        grid: a ``Grid`` or the name of one in ``GRIDS``.
         progress: a tqdm bar on stderr, one step per shape, shown only when stderr is a
             terminal (tqdm's ``disable=None``), so that logs are not filled with bars.
         key: PRNG key for parameters and data.
@@ -748,7 +581,7 @@ def run_bench(
 
     Raises:
         ValueError: unknown grid name or precision.
-        TypeError: ``grid`` is neither a name nor a :class:`Grid`.
+        TypeError: ``grid`` is neither a name nor a ``Grid``.
     """
     grid = resolve_grid(grid)
     if "float64" in grid.dtypes and not jax.config.jax_enable_x64:
@@ -795,7 +628,7 @@ def run_bench(
 
 
 def resolve_grid(grid: Grid | str) -> Grid:
-    """A :class:`Grid` from itself or from its name in :data:`GRIDS`."""
+    """A ``Grid`` from itself or from its name in ``GRIDS``."""
     if isinstance(grid, Grid):
         return grid
     if isinstance(grid, str):
@@ -821,8 +654,8 @@ def performance_goals(record: dict[str, Any]) -> list[dict[str, Any]]:
        each dtype of the grid;
     4. manual compiled temporary memory ``<=`` jax.grad's at every shape.
 
-    A timed goal is judged by the :data:`CONFIDENCE` interval of its paired per-round
-    ratios (:func:`median_interval`, recomputed here from every row's ``times_s``), not by
+    A timed goal is judged by the ``CONFIDENCE`` interval of its paired per-round
+    ratios (``median_interval``, recomputed here from every row's ``times_s``), not by
     where one median lands: it is *met* unless the whole interval lies above the target
     (no evidence that manual is slower than the target allows), *missed* when it does.
     Two programs of equal speed thus meet ``<= 1.00`` however their medians fall. Goal 2
@@ -830,7 +663,7 @@ def performance_goals(record: dict[str, Any]) -> list[dict[str, Any]]:
     evidence of a slowdown). Memory is counted, not timed: its goal is judged on the value.
 
     Args:
-        record: a :func:`run_bench` record (rows need ``times_s`` of the methods compared).
+        record: a ``run_bench`` record (rows need ``times_s`` of the methods compared).
 
     Returns:
         One dict per goal: ``name``, ``target`` (text), ``target_value``, ``measured``,

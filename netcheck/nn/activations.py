@@ -1,15 +1,15 @@
 """Activations ``g`` with their hand-written derivatives ``g'`` and ``g''``.
 
-Each activation is one :class:`Activation` record: the function and, right next to it,
+Each activation is one ``Activation`` record: the function and, right next to it,
 its first and second derivatives. Both receive the pre-activation ``z`` and the forward
 output ``a = g(z)`` so that they can reuse ``a`` where that is cheaper and stable
 (``σ'(z) = a(1 - a)``, ``tanh'(z) = 1 - a²``); when they need only ``a``, the compiled
 backward pass never keeps ``z`` alive.
 
 Elementwise activations give the lecture's diagonal ``G(ℓ) = diag(g'(z^ℓ))``; the
-Hessian-vector product (:mod:`netcheck.hvp`) also needs how ``G(ℓ)`` moves with ``z^ℓ``,
+Hessian-vector product (``netcheck.nn.hvp``) also needs how ``G(ℓ)`` moves with ``z^ℓ``,
 ``diag(g''(z^ℓ))``. Softmax is the one activation whose ``G(L)`` is not diagonal: see
-:func:`softmax_vjp`, and :func:`softmax_vjp_tangent` for its second-order term.
+``softmax_vjp``, and ``softmax_vjp_tangent`` for its second-order term.
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ class Activation:
         second_derivative: ``g''(z)`` given ``(z, a)``; same shape as ``z``. At a kink
             (relu, leaky_relu, elu at 0) it is the second derivative of the branch the
             first derivative takes there, as ``jax.grad(jax.grad(g))`` gives. ``None`` for
-            softmax (see :func:`softmax_vjp_tangent`).
+            softmax (see ``softmax_vjp_tangent``).
         elementwise: whether ``G = diag(g'(z))``; False only for softmax.
         piecewise_linear: ``g'' = 0`` wherever it is defined (identity, relu, leaky_relu):
-            the R-pass of :mod:`netcheck.hvp` then leaves out its ``g''`` terms, as forward-mode
+            the R-pass of ``netcheck.nn.hvp`` then leaves out its ``g''`` terms, as forward-mode
             autodiff does, instead of multiplying by zeros (which XLA must keep, for NaN).
         output_only: may only be used as the output activation ``g_L``.
     """

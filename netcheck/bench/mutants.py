@@ -1,21 +1,21 @@
 """Planted bugs: plausible wrong backprops the verifier must catch and localise.
 
-Each :class:`Mutant` is a small variant of :mod:`netcheck.backprop`: it reuses the real
+Each ``Mutant`` is a small variant of ``netcheck.nn.backprop``: it reuses the real
 ``output_delta`` (lecture step 3), ``backpropagate`` (step 4) and ``layer_gradients``
 (step 5) and replaces one piece with a mistake people make when writing backprop from
 the slides. Its ``grad`` and ``deltas`` have the signatures of
-:func:`netcheck.backprop.manual_grad` and :func:`netcheck.backprop.manual_deltas`, so
+``netcheck.nn.backprop.manual_grad`` and ``netcheck.nn.backprop.manual_deltas``, so
 they plug into ``verify(..., grad_fn=mutant.grad, deltas_fn=mutant.deltas)``.
 
 A mutant only makes sense on some networks (``W`` not transposed needs a square layer; a
-dropped ``G(ℓ)`` is no bug for an identity activation): :meth:`Mutant.applies` says where,
-and :meth:`Mutant.expected_layer` names the layer ``ℓ`` where the bug sits, i.e. the
+dropped ``G(ℓ)`` is no bug for an identity activation): ``Mutant.applies`` says where,
+and ``Mutant.expected_layer`` names the layer ``ℓ`` where the bug sits, i.e. the
 layer the verifier must report as the first bad one.
 
-:data:`HVP_MUTANTS` is a second catalogue, for the Hessian-vector product by hand
-(:mod:`netcheck.hvp`): each :class:`HvpMutant` swaps one step of the R-pass for a mistake
+``HVP_MUTANTS`` is a second catalogue, for the Hessian-vector product by hand
+(``netcheck.nn.hvp``): each ``HvpMutant`` swaps one step of the R-pass for a mistake
 (a second derivative dropped, one term of a product rule forgotten) and has the signature of
-:func:`netcheck.hvp.manual_hvp`, ``hvp(net, params, x, y, v)``.
+``netcheck.nn.hvp.manual_hvp``, ``hvp(net, params, x, y, v)``.
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ from dataclasses import dataclass, field
 import jax
 import jax.numpy as jnp
 
-from netcheck import backprop, hvp
-from netcheck.hvp import ForwardTangents
-from netcheck.network import ForwardCache, Network, Params
+from netcheck.nn import ForwardCache, Network, Params, backprop, hvp
+from netcheck.nn.hvp import ForwardTangents
 
 Array = jax.Array
 TopFn = Callable[[Network, ForwardCache, Array], Array]
@@ -50,9 +49,9 @@ class Mutant:
         expected_layer: ``net -> ℓ``, the layer the verifier must name.
         applies: ``(net, batch) -> bool``: the mutant is a real (shape-valid, non-equivalent)
             bug on this network and batch size.
-        top: replaces :func:`netcheck.backprop.output_delta` (step 3).
-        recursion: replaces :func:`netcheck.backprop.backpropagate` (step 4).
-        gradients: replaces :func:`netcheck.backprop.layer_gradients` (step 5).
+        top: replaces ``netcheck.nn.backprop.output_delta`` (step 3).
+        recursion: replaces ``netcheck.nn.backprop.backpropagate`` (step 4).
+        gradients: replaces ``netcheck.nn.backprop.layer_gradients`` (step 5).
         mean: whether the batch mean's ``1/n`` is applied (the correct code applies it).
     """
 
@@ -357,7 +356,7 @@ MUTANTS: dict[str, Mutant] = {
 
 @dataclass(frozen=True)
 class HvpMutant:
-    """One planted bug in the R-pass of :func:`netcheck.hvp.manual_hvp`.
+    """One planted bug in the R-pass of ``netcheck.nn.hvp.manual_hvp``.
 
     Attributes:
         name: short identifier.
@@ -366,7 +365,7 @@ class HvpMutant:
         expected_layer: ``net -> ℓ``, the highest layer whose ``(H v)`` leaves the bug moves:
             the first bad one when layers are checked from ``L`` down.
         applies: ``(net, batch) -> bool``: the bug is a real (non-equivalent) one on this
-            network (as :attr:`Mutant.applies`; none of these depends on the batch size).
+            network (as ``Mutant.applies``; none of these depends on the batch size).
         steps: the R-pass with the bug in one of its steps.
         hvp: ``(net, params, x, y, v) -> H v`` with the bug; the pytree of ``params``.
     """

@@ -4,14 +4,14 @@ For each MLP of a grid (depths 2-64, widths 64-2048, and the two models the veri
 cost goals name), the same process times, interleaved round by round:
 
 * ``grad64``: one jitted float64 ``jax.grad`` of the network's mean loss (the unit);
-* ``check_gradient``: :func:`netcheck.check_gradient` of the manual gradient (compiled)
+* ``check_gradient``: ``netcheck.check_gradient`` of the manual gradient (compiled)
   against the same loss, float32 parameters;
-* ``verify``: :func:`netcheck.verify` of the manual backprop, float32;
+* ``verify``: ``netcheck.verify`` of the manual backprop, float32;
 * ``check_grads``: ``jax.test_util.check_grads`` of a loss whose VJP is the manual
   gradient (reverse mode, its defaults), float32: the tool netcheck is compared with.
 
 Each method's ratio to ``grad64`` is the median of the paired per-round ratios with its
-95% bootstrap interval (:func:`netcheck.bench.median_interval`). The first call of each
+95% bootstrap interval (``netcheck.bench.step.median_interval``). The first call of each
 method on each model is timed too (``cold_s``: compilation included; later models reuse
 what earlier ones compiled, as a user's second check would).
 
@@ -35,8 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from netcheck import backprop
-from netcheck.bench import (
+from netcheck.bench.step import (
     _goal,
     environment,
     median_interval,
@@ -44,10 +43,10 @@ from netcheck.bench import (
     summarize,
     time_interleaved,
 )
-from netcheck.network import Network
+from netcheck.nn import Network, backprop
 from netcheck.verifier import check_gradient, verify
 
-SCHEMA = "netcheck.verifier_bench/1"
+SCHEMA = "netcheck.bench.verifier_cost/1"
 
 METHODS = ("grad64", "check_gradient", "verify", "check_grads")
 """What is timed per model; ``grad64`` is the unit."""
@@ -222,13 +221,13 @@ def run_verifier_bench(
     """Run the verifier-cost grid and judge the goals.
 
     Args:
-        grid: a name from :data:`GRIDS` or a list of :class:`Model`.
+        grid: a name from ``GRIDS`` or a list of ``Model``.
         rounds: interleaved warm rounds per model.
         progress: a tqdm bar on stderr when it is a terminal.
 
     Returns:
         ``{"schema", "grid", "environment", "started", "elapsed_s", "results": [rows],
-        "goals": [...]}`` (goals as :func:`netcheck.bench.performance_goals` writes them).
+        "goals": [...]}`` (goals as ``netcheck.bench.step.performance_goals`` writes them).
     """
     if isinstance(grid, str):
         if grid not in GRIDS:

@@ -1,36 +1,33 @@
 """The reference: ``jax.grad`` of the very same mean loss the manual path differentiates.
 
 This module is the only place (besides the verifier) where JAX's automatic
-differentiation runs on a network; the manual paths in :mod:`netcheck.backprop` and
-:mod:`netcheck.hvp` never use it.
+differentiation runs on a network; the manual paths in ``netcheck.nn.backprop`` and
+``netcheck.nn.hvp`` never use it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import jax
 import jax.numpy as jnp
 
-if TYPE_CHECKING:
-    from netcheck.network import Network, Params
+from netcheck.nn.spec import NetworkSpec, Params
 
 Array = jax.Array
 
 
-def autodiff_grad(net: Network, params: Params, x: Array, y: Array) -> Params:
+def autodiff_grad(net: NetworkSpec, params: Params, x: Array, y: Array) -> Params:
     """``jax.grad`` of ``net.mean_loss`` with respect to ``params``; same pytree as ``params``."""
     return jax.grad(net.mean_loss_unchecked)(params, x, y)
 
 
 def autodiff_value_and_grad(
-    net: Network, params: Params, x: Array, y: Array
+    net: NetworkSpec, params: Params, x: Array, y: Array
 ) -> tuple[Array, Params]:
     """``jax.value_and_grad`` of ``net.mean_loss``: ``(loss, grads)``."""
     return jax.value_and_grad(net.mean_loss_unchecked)(params, x, y)
 
 
-def autodiff_deltas(net: Network, params: Params, x: Array, y: Array) -> list[Array]:
+def autodiff_deltas(net: NetworkSpec, params: Params, x: Array, y: Array) -> list[Array]:
     """``∂L(y_i, ŷ_i)/∂z^ℓ_i`` for every layer by autodiff, each ``(batch, n_ℓ)``.
 
     Adds a zero perturbation ``e^ℓ`` to each ``z^ℓ`` and differentiates the *summed*
@@ -45,7 +42,7 @@ def autodiff_deltas(net: Network, params: Params, x: Array, y: Array) -> list[Ar
     return jax.grad(summed_loss)(zeros)
 
 
-def autodiff_hvp(net: Network, params: Params, x: Array, y: Array, v: Params) -> Params:
+def autodiff_hvp(net: NetworkSpec, params: Params, x: Array, y: Array, v: Params) -> Params:
     """``H v`` by forward-over-reverse: ``jax.jvp(jax.grad(mean loss), (params,), (v,))``.
 
     Args:
@@ -66,10 +63,10 @@ def autodiff_hvp(net: Network, params: Params, x: Array, y: Array, v: Params) ->
 
 
 autodiff_grad_jit = jax.jit(autodiff_grad, static_argnums=0)
-""":func:`autodiff_grad` compiled once per (network, shapes, dtype)."""
+"""``autodiff_grad`` compiled once per (network, shapes, dtype)."""
 
 autodiff_deltas_jit = jax.jit(autodiff_deltas, static_argnums=0)
-""":func:`autodiff_deltas` compiled once per (network, shapes, dtype)."""
+"""``autodiff_deltas`` compiled once per (network, shapes, dtype)."""
 
 autodiff_hvp_jit = jax.jit(autodiff_hvp, static_argnums=0)
-""":func:`autodiff_hvp` compiled once per (network, shapes, dtype)."""
+"""``autodiff_hvp`` compiled once per (network, shapes, dtype)."""

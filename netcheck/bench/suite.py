@@ -23,11 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from netcheck import backprop
-from netcheck.activations import HIDDEN_ACTIVATIONS
-from netcheck.losses import LOSSES
-from netcheck.mutants import MUTANTS, Mutant
-from netcheck.network import Network, Params
+from netcheck.bench.mutants import MUTANTS, Mutant
+from netcheck.nn import Network, Params, backprop
+from netcheck.nn.activations import HIDDEN_ACTIVATIONS
+from netcheck.nn.losses import LOSSES
 from netcheck.verifier import (
     FAST_COMPILE,
     Verdict,
@@ -41,7 +40,7 @@ from netcheck.verifier.network import (
     network_references,
     quantity_shapes,
 )
-from netcheck.verifier.rule import DEFAULT_CONSTANTS, Constants, rows_pass
+from netcheck.verifier.tolerance import DEFAULT_CONSTANTS, Constants, rows_pass
 from netcheck.verifier.witness import witness_agrees
 
 FORMULA_KEYS = frozenset((*FORMULA_METRICS, "self_floor64", "max_self_floor64"))
@@ -80,7 +79,7 @@ class Case:
         sizes: ``(n_0, ..., n_L)``.
         batch: examples in the batch.
         bias: whether layers have biases.
-        dtype: working dtype name (one of :data:`DTYPES`).
+        dtype: working dtype name (one of ``DTYPES``).
         seed: seeds the data, the parameters and the witness directions.
     """
 
@@ -95,7 +94,7 @@ class Case:
 
     @property
     def net(self) -> Network:
-        """The :class:`~netcheck.network.Network` of this case."""
+        """The ``Network`` of this case."""
         return Network(self.sizes, self.activation, self.output_activation, self.loss, self.bias)
 
     @property
@@ -173,10 +172,10 @@ def default_cases(
     The full suite has 27 specs, one per (hidden activation, loss) pair, with squared
     error on identity, sigmoid and softmax outputs in turn; depth 1-4, widths 1-9, batch
     sizes 1-16, bias on/off and the four dtypes cycle over them (each dtype gets 6-7
-    specs). Each spec runs :data:`SUITE_SEEDS` seeds in one compiled program:
+    specs). Each spec runs ``SUITE_SEEDS`` seeds in one compiled program:
     27 x 8 = 216 cases. ``quick`` keeps the 9 specs ``a + 9 (a mod 3)`` (``a = 0..8``),
     which still cover every activation, every loss and every dtype, with
-    :data:`QUICK_SEEDS` seeds: 36 cases.
+    ``QUICK_SEEDS`` seeds: 36 cases.
 
     Args:
         quick: the quick selection.
@@ -296,14 +295,14 @@ def run_group(
     """Verify cases of one group (same spec, batch and dtype) in one compiled program.
 
     Args:
-        cases: cases with equal :attr:`Case.group`.
+        cases: cases with equal ``Case.group``.
         candidates: the gradients under test, ``(grad_fn, deltas_fn)`` pairs (default the
             manual backprop alone); all are judged against the same references.
         witness: take the finite-difference witness.
         constants: ``K`` and ``T`` to judge with.
 
     Returns:
-        ``verdicts[k][i]``: the :class:`~netcheck.verifier.Verdict` of candidate ``k`` on
+        ``verdicts[k][i]``: the ``Verdict`` of candidate ``k`` on
         case ``i``.
     """
     if len({case.group for case in cases}) != 1:
@@ -333,7 +332,7 @@ def _groups(cases: Iterable[Case]) -> list[list[Case]]:
 
 
 def case_record(case: Case, verdict: Verdict) -> dict[str, Any]:
-    """One case of :func:`run_suite`.
+    """One case of ``run_suite``.
 
     Schema::
 
@@ -391,7 +390,7 @@ def run_suite(
     """Verify the manual backprop on every case.
 
     Args:
-        cases: e.g. :func:`default_cases`.
+        cases: e.g. ``default_cases``.
         progress: show a tqdm bar on stderr.
         witness: take the float64 finite-difference witness (``netcheck verify --quick``
             leaves it out).
@@ -450,7 +449,7 @@ def kill_cases(
     activation: str | None = None,
     loss: str | None = None,
 ) -> list[Case]:
-    """The cases the mutants are run on: :data:`KILL_SPECS` x ``dtypes`` x ``seeds``,
+    """The cases the mutants are run on: ``KILL_SPECS`` x ``dtypes`` x ``seeds``,
     optionally only the specs with this hidden ``activation`` or ``loss``."""
     for dtype in dtypes:
         _check_choice(dtype, DTYPES, "dtype")
@@ -489,7 +488,7 @@ def kill_matrix(
     Args:
         dtypes: working dtypes of the kill cases (the ``scaled_layer`` bug, 1e-3, is below
             bfloat16/float16 resolution, so those are not in the default).
-        mutants: names from :data:`netcheck.mutants.MUTANTS` (default all).
+        mutants: names from ``netcheck.bench.mutants.MUTANTS`` (default all).
         progress: show a tqdm bar on stderr.
         activation, loss: run only the kill specs with this hidden activation / loss.
         constants: ``K`` and ``T`` to judge with.
@@ -652,7 +651,7 @@ def mutation_weights(
 
     Args:
         onehot: ``(L,)``, 1 at the chosen layer.
-        masks: :func:`median_element_masks`'s masks.
+        masks: ``median_element_masks``'s masks.
         element: scale one element (else the whole chosen layer).
 
     Returns:
@@ -664,7 +663,7 @@ def mutation_weights(
 
 
 def _scaled(grads: Params, where: tuple[list[Array], list[Array]], epsilon: Array) -> Params:
-    """The gradient with each leaf scaled by ``1 + ε · where`` (:func:`mutation_weights`),
+    """The gradient with each leaf scaled by ``1 + ε · where`` (``mutation_weights``),
     the factor rounded to the leaf's dtype (so a bfloat16 ``1 + 1e-9`` is exactly 1), as a
     bug written in that dtype would be."""
     wrong = []
@@ -717,7 +716,7 @@ def detection_power(
     """Measure, per dtype, the smallest detected error: one layer scaled, one element scaled.
 
     For each correct case a random layer ``ℓ`` is chosen, and for every ``ε`` in
-    :data:`EPSILONS` (``ε = 0`` is the correct gradient: a failure there is a false alarm)
+    ``EPSILONS`` (``ε = 0`` is the correct gradient: a failure there is a false alarm)
     either ``∂L/∂W_ℓ, ∂L/∂b_ℓ`` or the median-sized nonzero element of ``∂L/∂W_ℓ`` is
     multiplied by ``1 + ε``, in the working dtype and in the float64 run alike. Each
     variant is judged twice: by the whole verdict (formula and precision) and by the
@@ -767,12 +766,12 @@ def verdicts_pass(
     dtype: Any, measured: dict[str, Any], formula: bool, constants: Constants = DEFAULT_CONSTANTS
 ) -> np.ndarray:
     """Whether each verdict of a batch of network measurements passes, without building
-    the verdicts: the verifier's own vectorised rule (:func:`~netcheck.verifier.rule.rows_pass`)
+    the verdicts: the verifier's own vectorised rule (``rows_pass``)
     with the verdict's other reasons (NaN/Inf loss, a disagreeing witness).
 
     Args:
         dtype: the working dtype.
-        measured: :func:`~netcheck.verifier.measure_network_many` output for one candidate,
+        measured: ``measure_network_many`` output for one candidate,
             with leading batch axes (cases, variants, ...).
         formula: judge with the formula part (else the precision part alone).
         constants: ``K`` and ``T``.

@@ -21,19 +21,15 @@ is the hand-written one next to its activation or loss.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import jax
 
-from netcheck.activations import softmax_vjp
-
-if TYPE_CHECKING:
-    from netcheck.network import ForwardCache, Network, Params
+from netcheck.nn.activations import softmax_vjp
+from netcheck.nn.spec import ForwardCache, NetworkSpec, Params
 
 Array = jax.Array
 
 
-def output_delta(net: Network, cache: ForwardCache, y: Array) -> Array:
+def output_delta(net: NetworkSpec, cache: ForwardCache, y: Array) -> Array:
     """Lecture step 3: ``δ^L = G(L) ∂L/∂ŷ`` per example, shape ``(batch, n_L)``.
 
     Fused losses give ``ŷ - y`` straight from the logits; a softmax output applies its
@@ -50,7 +46,7 @@ def output_delta(net: Network, cache: ForwardCache, y: Array) -> Array:
 
 
 def backpropagate(
-    net: Network, params: Params, cache: ForwardCache, top_delta: Array
+    net: NetworkSpec, params: Params, cache: ForwardCache, top_delta: Array
 ) -> list[Array]:
     """Lecture step 4: ``δ^ℓ = G(ℓ) W_{ℓ+1}ᵀ δ^{ℓ+1}`` from ``ℓ = L-1`` down to 1.
 
@@ -71,7 +67,7 @@ def backpropagate(
     return deltas[::-1]
 
 
-def layer_gradients(net: Network, cache: ForwardCache, deltas: list[Array]) -> Params:
+def layer_gradients(net: NetworkSpec, cache: ForwardCache, deltas: list[Array]) -> Params:
     """Lecture step 5: ``∂/∂W_ℓ = (Δ^ℓ)ᵀ A^{ℓ-1}``, ``∂/∂b_ℓ = Σ_i Δ^ℓ_i``.
 
     The deltas passed in already carry the mean's ``1/n``.
@@ -85,7 +81,9 @@ def layer_gradients(net: Network, cache: ForwardCache, deltas: list[Array]) -> P
     return grads
 
 
-def manual_value_and_grad(net: Network, params: Params, x: Array, y: Array) -> tuple[Array, Params]:
+def manual_value_and_grad(
+    net: NetworkSpec, params: Params, x: Array, y: Array
+) -> tuple[Array, Params]:
     """The mean loss ``1/n Σ_i L(y_i, ŷ(x_i))`` and its gradient by the δ recursion.
 
     Args:
@@ -105,19 +103,19 @@ def manual_value_and_grad(net: Network, params: Params, x: Array, y: Array) -> t
     return loss, layer_gradients(net, cache, backpropagate(net, params, cache, top_delta))
 
 
-def manual_grad(net: Network, params: Params, x: Array, y: Array) -> Params:
-    """The gradient of :func:`manual_value_and_grad` alone."""
+def manual_grad(net: NetworkSpec, params: Params, x: Array, y: Array) -> Params:
+    """The gradient of ``manual_value_and_grad`` alone."""
     return manual_value_and_grad(net, params, x, y)[1]
 
 
-def manual_deltas(net: Network, params: Params, x: Array, y: Array) -> list[Array]:
+def manual_deltas(net: NetworkSpec, params: Params, x: Array, y: Array) -> list[Array]:
     """``[δ^1, ..., δ^L]`` per example (``δ^ℓ_i = ∂L(y_i, ŷ_i)/∂z^ℓ_i``), each ``(batch, n_ℓ)``."""
     cache = net.forward_cache(params, x)
     return backpropagate(net, params, cache, output_delta(net, cache, y))
 
 
 manual_grad_jit = jax.jit(manual_grad, static_argnums=0)
-""":func:`manual_grad` compiled once per (network, shapes, dtype)."""
+"""``manual_grad`` compiled once per (network, shapes, dtype)."""
 
 manual_deltas_jit = jax.jit(manual_deltas, static_argnums=0)
-""":func:`manual_deltas` compiled once per (network, shapes, dtype)."""
+"""``manual_deltas`` compiled once per (network, shapes, dtype)."""
