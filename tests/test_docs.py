@@ -65,6 +65,31 @@ def test_the_docs_build_strictly(tmp_path: Path) -> None:
     # The notebooks are rendered with their outputs (a figure is an inline PNG).
     notebook = (site / "notebooks/01_backprop_by_hand/index.html").read_text(encoding="utf-8")
     assert "data:image/png;base64" in notebook
+    _assert_the_api_reference_has_no_raw_roles(site)
+    _assert_the_site_loads_nothing_from_outside(site)
+
+
+RAW_ROLE = re.compile(r":(?:py:)?(?:func|class|meth|mod|data|attr|exc|obj|ref):`")
+
+
+def _assert_the_api_reference_has_no_raw_roles(site: Path) -> None:
+    """A Sphinx role (``:func:`x` ``) is not Markdown: mkdocstrings prints it as text."""
+    for page in sorted((site / "api").rglob("*.html")):
+        raw = RAW_ROLE.findall(page.read_text(encoding="utf-8"))
+        assert not raw, f"{page.relative_to(site)} shows {len(raw)} raw Sphinx role(s)"
+
+
+EXTERNAL_ASSET = re.compile(r"<(?:script|link|img)\b[^>]*\b(?:src|href)=\"(https?:)?//", re.I)
+
+
+def _assert_the_site_loads_nothing_from_outside(site: Path) -> None:
+    """Scripts, styles, fonts and images come with the site: the maths renders offline."""
+    assert (site / "javascripts/mathjax/tex-chtml.js").is_file()
+    fonts = site / "javascripts/mathjax/output/chtml/fonts/woff-v2"
+    assert (fonts / "MathJax_Main-Regular.woff").is_file()
+    for page in sorted(site.rglob("*.html")):
+        external = EXTERNAL_ASSET.findall(page.read_text(encoding="utf-8"))
+        assert not external, f"{page.relative_to(site)} loads {len(external)} asset(s) from outside"
 
 
 @pytest.fixture

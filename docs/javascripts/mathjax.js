@@ -10,10 +10,13 @@ window.MathJax = {
   },
 };
 
-// mkdocs-material can swap pages without reloading them (instant navigation): typeset each.
+// mkdocs-material can swap pages without reloading them (instant navigation): typeset each
+// new page once MathJax has started. The output cache is kept: clearing it drops the CSS of
+// the glyphs already on the page, and the maths turns blank.
 document$.subscribe(() => {
-  MathJax.startup.output.clearCache();
-  MathJax.typesetClear();
-  MathJax.texReset();
-  MathJax.typesetPromise();
+  MathJax.startup.promise.then(() => {
+    MathJax.typesetClear();
+    MathJax.texReset();
+    return MathJax.typesetPromise();
+  });
 });
