@@ -132,3 +132,23 @@ def _assert_blocks_drawn(update_readme, text):
         assert block is not None and block.group(1) == update_readme.block_text(name), name
         artifact = json.loads((update_readme.ARTIFACTS / update_readme.BLOCKS[name][0]).read_text())
         assert artifact["command"] in block.group(1), name
+
+
+@pytest.mark.skipif(not (README.parent / ".git").exists(), reason="not a git checkout")
+def test_the_main_command_leaves_the_checkout_clean():
+    """``netcheck report`` writes reports/latest/ (or reports/<name>/): git ignores both,
+    while the committed example report and the artifacts stay tracked."""
+    paths = [
+        "reports/latest/index.html",
+        "reports/my-run/results.json",
+        "reports/example-cpu/index.html",
+        "reports/artifacts/bench.json",
+    ]
+    completed = subprocess.run(
+        ["git", "check-ignore", "--no-index", *paths],
+        cwd=README.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.stdout.split() == paths[:2]
